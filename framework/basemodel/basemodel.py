@@ -1,0 +1,106 @@
+"""TpPartBaseModel: assembles a family's weight, layer-infer and infer-state classes into a runnable model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from zooinfer.errors import ZooinferError
+from zooinfer.kv_cache import KVCache
+
+from .infer_struct import InferStateInfo, ModelInput
+from .layer_weights.hf_load import load_hf_weights
+
+
+class TpPartBaseModel:
+    """One tensor-parallel part of a model. A family names its parts as class attributes and overrides
+    _init_config (normalise config.json into the keys the layers read) and _init_custom (rotary tables,
+    ALiBi slopes, ...). Construction runs the _init_* steps in the order below."""
+
+    pre_and_post_weight_class = None
+    transformer_weight_class = None
+    pre_layer_infer_class = None
+    transformer_layer_infer_class = None
+    post_layer_infer_class = None
+    infer_state_class = InferStateInfo
+
+    def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
+                 max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1):
+        self.model_dir = Path(model_dir)
+        self.ops = ops
+        self.device = ops.device
+        self.dtype = dtype
+        self.tp_rank = tp_rank
+        self.world_size = world_size
+        self.kv_cache_tokens = kv_cache_tokens
+        self.max_requests = max_requests
+        self.config = dict(config)
+        self._init_config()
+        self.max_seq_len = min(max_seq_len or self.max_context_length(), self.max_context_length())
+        self._verify_params()
+        self._init_weights()
+        self._init_mem_manager()
+        self._init_infer_layer()
+        self._init_some_value()
+        self._init_custom()
+
+    # -- construction steps ------------------------------------------------------------------------
+    def _init_config(self):
+        c = self.config
+        c.setdefault("num_key_value_heads", c["num_attention_heads"])
+        c["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+
+    def max_context_length(self) -> int:
+        return int(self.config.get("max_position_embeddings") or 2048)
+
+    def _verify_params(self):
+        c = self.config
+        if c["num_attention_heads"] % self.world_size:
+            raise ZooinferError(f"num_attention_heads={c['num_attention_heads']} is not divisible by tp={self.world_size}")
+        kv = c["num_key_value_heads"]
+        if c["num_attention_heads"] % kv:
+            raise ZooinferError(f"num_attention_heads={c['num_attention_heads']} is not a multiple of num_key_value_heads={kv}")
+        if kv % self.world_size and self.world_size % kv:
+            raise ZooinferError(f"num_key_value_heads={kv} and tp={self.world_size} do not divide one another")
+
+    def _init_weights(self):
+        args = (self.config, self.tp_rank, self.world_size, self.dtype, self.device)
+        self.pre_post_weight = self.pre_and_post_weight_class(*args)
+        self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
+        load_hf_weights(self.model_dir, [self.pre_post_weight, *self.trans_layers_weight])
+
+    def _init_mem_manager(self):
+        c = self.config
+        # Default: room for several maximum-length requests, bounded so a long-context model stays modest.
+        slots = self.kv_cache_tokens or min(4 * self.max_seq_len, 32768)
+        self.kv_cache = KVCache(c["num_hidden_layers"], slots,
+                                max(c["num_key_value_heads"] // self.world_size, 1), c["head_dim"],
+                                self.max_requests, self.max_seq_len, self.dtype, self.device)
+
+    def _init_infer_layer(self):
+        args = (self.config, self.ops, self.tp_rank, self.world_size)
+        self.pre_infer = self.pre_layer_infer_class(*args)
+        self.post_infer = self.post_layer_infer_class(*args)
+        self.layers_infer = [self.transformer_layer_infer_class(i, *args) for i in range(self.config["num_hidden_layers"])]
+
+    def _init_some_value(self):
+        self.vocab_size = self.config["vocab_size"]
+        self.num_layers = self.config["num_hidden_layers"]
+
+    def _init_custom(self):
+        pass
+
+    # -- running -----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward(self, inp: ModelInput) -> torch.Tensor:
+        """One step: writes the new tokens' slots into the table, runs every layer, returns last-token logits."""
+        state = self.infer_state_class.build(inp, self.kv_cache)
+        token_rows = torch.repeat_interleave(inp.b_req_idx, inp.b_seq_len - inp.b_ready_cache_len,
+                                             output_size=inp.mem_index.shape[0]) if inp.is_prefill else inp.b_req_idx
+        self.kv_cache.req_to_token[token_rows.long(), inp.position_ids.long()] = inp.mem_index
+        state.init_some_extra_state(self)
+        phase = "context_forward" if inp.is_prefill else "token_forward"
+        x = getattr(self.pre_infer, phase)(inp.input_ids, state, self.pre_post_weight)
+        for layer, weight in zip(self.layers_infer, self.trans_layers_weight):
+            x = getattr(layer, phase)(x, state, weight)
+        return getattr(self.post_infer, phase)(x, state, self.pre_post_weight)

@@ -1,0 +1,63 @@
+"""The usual pre-norm transformer layer as a template: a family overrides the parts, not the flow."""
+from .base_layer_infer import BaseLayerInfer
+
+
+class TransformerLayerInfer(BaseLayerInfer):
+    """x -> x + attn(norm1(x)) -> (.) + ffn(norm2(.)). With `residual_from_norm` (BLOOM's
+    apply_residual_connection_post_layernorm) the residual branch carries the normed input instead.
+
+    A family implements _att_norm, _ffn_norm (each returns (normed, summed) like the norm ops),
+    _get_qkv (q [n, Hq, D], k and v [n, Hk, D], positions already encoded), _get_o and _ffn."""
+
+    residual_from_norm = False
+
+    def __init__(self, layer_num: int, network_config: dict, ops, tp_rank: int = 0, world_size: int = 1):
+        super().__init__(network_config, ops, tp_rank, world_size)
+        self.layer_num = layer_num
+        c = network_config
+        self.head_dim = c["head_dim"]
+        self.tp_q_heads = c["num_attention_heads"] // world_size
+        self.tp_kv_heads = max(c["num_key_value_heads"] // world_size, 1)
+        self.scale = self.head_dim ** -0.5
+        self.alibi_slopes = None  # [tp_q_heads] for ALiBi families
+
+    def context_forward(self, x, state, weight):
+        return self._layer(x, state, weight)
+
+    def token_forward(self, x, state, weight):
+        return self._layer(x, state, weight)
+
+    def _layer(self, x, state, weight):
+        normed, _ = self._att_norm(x, None, weight)
+        attn = self._attention(normed, state, weight)
+        normed, summed = self._ffn_norm(attn, normed if self.residual_from_norm else x, weight)
+        out = self._ffn(normed, state, weight)
+        return out.add_(normed if self.residual_from_norm else summed)
+
+    def _attention(self, x, state, weight):
+        q, k, v = self._get_qkv(x, state, weight)
+        kv_cache = state.kv_cache.layer(self.layer_num)
+        self.ops.store_kv(kv_cache, k, v, state.mem_index)
+        if state.is_prefill:
+            o = self.ops.context_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
+                                           state.b_start_loc, state.b_seq_len, state.b_ready_cache_len,
+                                           state.max_new_len, self.scale, self.alibi_slopes)
+        else:
+            o = self.ops.token_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
+                                         state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes)
+        return self._get_o(o.reshape(o.shape[0], -1), state, weight)
+
+    def _att_norm(self, x, residual, weight):
+        raise NotImplementedError
+
+    def _ffn_norm(self, x, residual, weight):
+        raise NotImplementedError
+
+    def _get_qkv(self, x, state, weight):
+        raise NotImplementedError
+
+    def _get_o(self, o, state, weight):
+        raise NotImplementedError
+
+    def _ffn(self, x, state, weight):
+        raise NotImplementedError

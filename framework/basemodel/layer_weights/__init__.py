@@ -1,0 +1,5 @@
+from .base_layer_weight import BaseLayerWeight, TensorSpec
+from .pre_and_post_layer_weight import PreAndPostLayerWeight
+from .transformer_layer_weight import TransformerLayerWeight
+
+__all__ = ["BaseLayerWeight", "TensorSpec", "PreAndPostLayerWeight", "TransformerLayerWeight"]

@@ -1,0 +1,55 @@
+"""Streams a Hugging Face safetensors checkpoint (one file or sharded) once into weight objects."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from safetensors import safe_open
+from tqdm import tqdm
+
+from zooinfer.errors import ZooinferError
+
+
+def checkpoint_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (ValueError, KeyError) as exc:
+            raise ZooinferError(f"corrupt checkpoint index {index}: {exc}") from None
+        return [model_dir / name for name in sorted(set(weight_map.values()))]
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ZooinferError(f"no safetensors weights in {model_dir}")
+    return files
+
+
+def load_hf_weights(model_dir: Path, weight_objects: list) -> None:
+    """Hands each tensor to the objects that want it, then raises one error naming every problem."""
+    wanted: dict[str, list] = {}
+    for obj in weight_objects:
+        for name in obj.wanted_names():
+            wanted.setdefault(name, []).append(obj)
+    files = checkpoint_files(model_dir)
+    bar = tqdm(total=len(wanted), desc="loading weights", unit="tensor", disable=not sys.stderr.isatty())
+    for path in files:
+        if not path.exists():
+            raise ZooinferError(f"checkpoint shard listed in the index is missing: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for name in f.keys():
+                    for obj in wanted.get(name, ()):
+                        obj.load_hf_weight(name, f.get_tensor(name))
+                    bar.update(name in wanted)
+        except ZooinferError:
+            raise
+        except Exception as exc:  # safetensors reports truncation and bad headers in several exception types
+            raise ZooinferError(f"corrupt or truncated safetensors file {path}: {exc}") from None
+    bar.close()
+    problems = [p for obj in weight_objects for p in obj.verify()]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise ZooinferError(f"checkpoint {model_dir} does not match its config: {shown}")
+    for obj in weight_objects:
+        obj.finish()

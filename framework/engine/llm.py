@@ -1,0 +1,190 @@
+"""The offline API: LLM(model).generate(prompts, SamplingParams(...)) -> [RequestOutput]."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from zooinfer.errors import ZooinferError
+from zooinfer.model_source import resolve_model
+from zooinfer.plugin_manager import model_registry, select_backend
+
+from .model_runner import ModelRunner
+from .request import Request, RequestOutput
+from .sampler import Sampler
+from .sampling_params import SamplingParams
+from .scheduler import Scheduler
+
+_DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
+           "bfloat16": torch.bfloat16}
+
+
+class LLM:
+    def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
+                 max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
+                 max_prefill_tokens: int = 8192, seed: int = 0):
+        self.model_dir = resolve_model(model)
+        self.config = read_config(self.model_dir)
+        model_class = model_registry().get(self.config["model_type"])
+        self.device = parse_device(device)
+        self.dtype = resolve_dtype(dtype, self.device, self.config)
+        ops = select_backend(backend, str(self.device))(self.device)
+        self.model = model_class(self.model_dir, self.config, ops, self.dtype, kv_cache_tokens=kv_cache_tokens,
+                                 max_requests=max_batch_size, max_seq_len=max_model_len)
+        self.max_model_len = self.model.max_seq_len
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.scheduler = Scheduler(self.model.kv_cache, max_batch_size, max_prefill_tokens)
+        self.runner = ModelRunner(self.model, self.scheduler)
+        self.sampler = Sampler(self.device, seed)
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _make_request(self, prompt, token_ids, params: SamplingParams) -> Request:
+        if token_ids is None:
+            if not isinstance(prompt, str):
+                raise ZooinferError(f"a prompt must be a string, got {type(prompt).__name__}")
+            if self.tokenizer is None:
+                raise ZooinferError(f"{self.model_dir} has no tokenizer: pass prompt_token_ids instead of text")
+            token_ids = self.tokenizer.encode(prompt)
+        token_ids = list(token_ids)
+        if not token_ids:
+            raise ZooinferError("a prompt must hold at least one token")
+        vocab = self.model.vocab_size
+        bad = [t for t in token_ids if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab]
+        if bad:
+            raise ZooinferError(f"prompt token id {bad[0]!r} is outside the vocabulary [0, {vocab})")
+        if len(token_ids) + params.max_new_tokens > self.max_model_len:
+            raise ZooinferError(f"prompt ({len(token_ids)} tokens) + max_new_tokens ({params.max_new_tokens}) exceeds "
+                                f"the model's context length of {self.max_model_len} tokens")
+        if len(token_ids) + params.max_new_tokens > self.model.kv_cache.num_slots:
+            raise ZooinferError(f"prompt + max_new_tokens needs {len(token_ids) + params.max_new_tokens} KV slots but "
+                                f"the cache holds {self.model.kv_cache.num_slots}; raise kv_cache_tokens")
+        stop_ids = set(params.stop_token_ids)
+        if not params.ignore_eos:
+            stop_ids |= eos_ids(self.config, self.tokenizer)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        return Request(prompt, token_ids, params, stop_ids, generator)
+
+    def _make_requests(self, prompts, sampling_params, prompt_token_ids) -> list[Request]:
+        if (prompts is None) == (prompt_token_ids is None):
+            raise ZooinferError("pass exactly one of prompts and prompt_token_ids")
+        single = isinstance(prompts, str) or (prompt_token_ids is not None and prompt_token_ids
+                                              and isinstance(prompt_token_ids[0], int))
+        items = [prompts] if isinstance(prompts, str) else prompts
+        ids = [prompt_token_ids] if single and prompt_token_ids is not None else prompt_token_ids
+        n = len(items if items is not None else ids)
+        params = sampling_params if isinstance(sampling_params, list) else [sampling_params or SamplingParams()] * n
+        if len(params) != n:
+            raise ZooinferError(f"got {len(params)} SamplingParams for {n} prompts")
+        if items is None:
+            return [self._make_request(None, t, p) for t, p in zip(ids, params)]
+        return [self._make_request(x, None, p) for x, p in zip(items, params)]
+
+    # -- running -----------------------------------------------------------------------------------
+    def generate(self, prompts=None, sampling_params=None, prompt_token_ids=None) -> list[RequestOutput]:
+        """Runs every prompt to completion, batching continuously; outputs come back in input order."""
+        reqs = self._make_requests(prompts, sampling_params, prompt_token_ids)  # all validated before any runs
+        for _ in self._run(reqs):
+            pass
+        return [r.output() for r in reqs]
+
+    def stream(self, prompt=None, sampling_params=None, prompt_token_ids=None) -> Iterator[str]:
+        """Yields one prompt's generated text piece by piece as it comes."""
+        req = self._make_requests(prompt, [sampling_params or SamplingParams()],
+                                  None if prompt_token_ids is None else [prompt_token_ids])[0]
+        sent = 0
+        for _ in self._run([req]):
+            # hold back a trailing partial UTF-8 character (decoded as U+FFFD) until it completes
+            safe = len(req.text) - (req.text.endswith("\ufffd") and req.finish_reason is None)
+            if safe > sent:
+                yield req.text[sent:safe]
+                sent = safe
+
+    def _run(self, reqs: list[Request]):
+        for req in reqs:
+            self.scheduler.add(req)
+        try:
+            while any(r.finish_reason is None for r in reqs):
+                batch, is_prefill = self.scheduler.schedule()
+                logits = self.runner.step(batch, is_prefill)
+                tokens, logprobs = self.sampler(logits, batch)
+                for req, token, lp in zip(batch, tokens, logprobs):
+                    self._append(req, token, lp)
+                yield
+        finally:  # an error or an abandoned stream must not leave slots held
+            for req in reqs:
+                self.scheduler.finish(req)
+
+    def _append(self, req: Request, token: int, logprob) -> None:
+        req.output_ids.append(token)
+        if logprob is not None:
+            req.logprobs.append(logprob)
+        p = req.params
+        if token in req.stop_ids:
+            req.finish_reason = "stop"
+        elif len(req.output_ids) >= p.max_new_tokens:
+            req.finish_reason = "length"
+        if self.tokenizer is not None:
+            visible = req.output_ids[:-1] if req.finish_reason == "stop" else req.output_ids
+            req.text = self.tokenizer.decode(visible, skip_special_tokens=True)
+            cut = min((i for i in (req.text.find(s) for s in p.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                req.text, req.finish_reason = req.text[:cut], "stop"
+        if req.finish_reason is not None:
+            self.scheduler.finish(req)
+
+    def chat_prompt(self, message: str) -> str:
+        """The tokenizer's chat template applied to one user message, ready for generation."""
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ZooinferError(f"cannot read {path}: {exc}") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ZooinferError(f"{path} has no model_type")
+    return config
+
+
+def parse_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ZooinferError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ZooinferError(f"device {device!r} asked for, but CUDA is not available here")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cpu":
+            return torch.float32
+        dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
+    if dtype not in _DTYPES:
+        raise ZooinferError(f"unknown dtype {dtype!r}; choose auto, {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def load_tokenizer(model_dir: Path):
+    if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return None
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def eos_ids(config: dict, tokenizer) -> set[int]:
+    ids = config.get("eos_token_id")
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

@@ -1,0 +1,78 @@
+"""The op contract. Every backend is a subclass of `Ops`; layer-infer code calls only these methods.
+
+Shapes use n = tokens in the step, B = requests in the step, H = hidden size, Hq / Hk = query / key-value
+heads (on this rank), D = head dim, V = vocabulary, S = KV-pool slots, R x L = request-to-token table.
+Index tensors (slots, request rows, lengths, the request-to-token table) are int32. Activations share the
+model's run dtype; norms, rotary and attention accumulate in float32. The torch backend (plugins/) is the
+reference implementation of every op; a new backend subclasses it and overrides what it accelerates.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Ops:
+    name: str = "abstract"
+    device_types: tuple[str, ...] = ()
+    priority: int = 0  # the highest-priority available backend serving a device is the default
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    @classmethod
+    def is_available(cls, device_type: str) -> bool:
+        """Cheap check that this backend can run on `device_type` here; touches no device."""
+        return device_type in cls.device_types
+
+    def embedding(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """ids [n] int -> weight[ids] [n, H]."""
+        raise NotImplementedError
+
+    def rmsnorm(self, x, weight, eps: float, residual=None):
+        """Returns (normed, summed): summed = x + residual (or x when residual is None), and
+        normed = weight * (summed / sqrt(mean(summed^2) + eps)), the statistic in float32 as transformers does."""
+        raise NotImplementedError
+
+    def layernorm(self, x, weight, bias, eps: float, residual=None):
+        """As rmsnorm, with mean-centred LayerNorm and an additive bias."""
+        raise NotImplementedError
+
+    def rotary(self, q, k, cos, sin) -> None:
+        """In place, rotate-half (GPT-NeoX) rotary embedding of q [n, Hq, D] and k [n, Hk, D];
+        cos and sin are [n, D/2] float32 per token (any attention scaling already folded in)."""
+        raise NotImplementedError
+
+    def silu_and_mul(self, x) -> torch.Tensor:
+        """x [n, 2I] laid out as (gate, up) -> silu(gate) * up [n, I]."""
+        raise NotImplementedError
+
+    def gelu(self, x) -> torch.Tensor:
+        """Tanh-approximated GELU (BLOOM, GPT-2)."""
+        raise NotImplementedError
+
+    def linear(self, x, weight, bias=None) -> torch.Tensor:
+        """x [n, in] @ weight[out, in].T (+ bias [out])."""
+        raise NotImplementedError
+
+    def store_kv(self, kv_cache, k, v, slots) -> None:
+        """Writes k, v [n, Hk, D] into kv_cache [S, 2*Hk, D] (keys in heads [0, Hk), values in [Hk, 2Hk)) at slots [n]."""
+        raise NotImplementedError
+
+    def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
+                          max_new_len: int, scale: float, alibi_slopes=None) -> torch.Tensor:
+        """Prefill attention over packed prompts, keys and values read from the pool (store_kv ran first).
+
+        Request b's new tokens are q[b_start_loc[b] : b_start_loc[b] + b_seq_len[b] - b_ready_cache_len[b]];
+        the new token at absolute position p attends causally to positions 0..p of its request, whose slots are
+        req_to_token[b_req_idx[b], :b_seq_len[b]] (the first b_ready_cache_len[b] were cached by earlier steps).
+        GQA: query head h reads kv head h // (Hq // Hk). With alibi_slopes [Hq], the score of key position j for
+        query position p gets slopes[h] * (j - p) added. max_new_len bounds the new tokens of any request.
+        Returns [n, Hq, D]."""
+        raise NotImplementedError
+
+    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float,
+                        alibi_slopes=None) -> torch.Tensor:
+        """Decode attention: q [B, Hq, D], request b's query at position b_seq_len[b] - 1 attends to its
+        b_seq_len[b] cached tokens. A request with b_seq_len 0 (graph padding) gets zeros. max_len >= every
+        b_seq_len. Returns [B, Hq, D]."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Model families shipped in-tree, one folder each; every one registers through an entry point."""

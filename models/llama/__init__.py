@@ -1,0 +1,3 @@
+from .model import LlamaTpPartModel
+
+__all__ = ["LlamaTpPartModel"]

@@ -1,0 +1,49 @@
+"""Rotary tables for every rope type transformers' LlamaConfig accepts, computed by transformers' own
+rope-parameter functions so that scaled variants (linear, dynamic, yarn, llama3, longrope) match exactly."""
+from __future__ import annotations
+
+import torch
+from transformers import LlamaConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+
+def _rope_init(hf_config, rope_type: str, seq_len: int | None = None):
+    if rope_type == "default":
+        c = hf_config
+        dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        base = c.rope_parameters["rope_theta"]
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
+    return ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu", seq_len=seq_len)
+
+
+class LlamaRotary:
+    """cos/sin for a step's positions. 'dynamic' and 'longrope' depend on the step's sequence length, with
+    the same update rule as transformers (grow past the cached length, reset below the original)."""
+
+    def __init__(self, config: dict, device: torch.device):
+        self.hf_config = LlamaConfig(**{k: v for k, v in config.items() if k != "head_dim" or v})
+        self.device = device
+        self.rope_type = self.hf_config.rope_parameters.get("rope_type", "default")
+        inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type)
+        self.original_inv_freq = inv_freq.to(device)
+        self.inv_freq = self.original_inv_freq
+        self.original_max_len = self.max_len_cached = self.hf_config.max_position_embeddings
+        self._long_inv_freq = None
+
+    def _update(self, seq_len: int):
+        if "dynamic" in self.rope_type:
+            if seq_len > self.max_len_cached:
+                inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type, seq_len)
+                self.inv_freq, self.max_len_cached = inv_freq.to(self.device), seq_len
+            if seq_len < self.original_max_len < self.max_len_cached:
+                self.inv_freq, self.max_len_cached = self.original_inv_freq, self.original_max_len
+        elif self.rope_type == "longrope":
+            original = self.hf_config.rope_parameters["original_max_position_embeddings"]
+            if self._long_inv_freq is None:
+                self._long_inv_freq = _rope_init(self.hf_config, "longrope", original + 1)[0].to(self.device)
+            self.inv_freq = self._long_inv_freq if seq_len > original else self.original_inv_freq
+
+    def cos_sin(self, positions: torch.Tensor, seq_len: int):
+        self._update(seq_len)
+        freqs = positions.float()[:, None] * self.inv_freq[None, :]
+        return freqs.cos() * self.scaling, freqs.sin() * self.scaling

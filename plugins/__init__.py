@@ -1,0 +1,1 @@
+"""Op backends shipped in-tree: torch (the reference, any device) and triton (NVIDIA)."""

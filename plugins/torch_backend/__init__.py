@@ -1,0 +1,3 @@
+from .backend import TorchBackend
+
+__all__ = ["TorchBackend"]
