@@ -14,7 +14,7 @@ class KVCache:
         self.num_slots = num_slots
         self.max_requests = max_requests
         self.max_len = max_len
-        self.buffers = torch.zeros(num_layers, num_slots, 2 * kv_heads, head_dim, dtype=dtype, device=device)
+        self.buffers = torch.empty(num_layers, num_slots, 2 * kv_heads, head_dim, dtype=dtype, device=device)
         self.req_to_token = torch.zeros(max_requests, max_len, dtype=torch.int32, device=device)
         # Free lists live on the host: allocation is bookkeeping, and slot ids go to the device once per step.
         self._free_slots = torch.arange(num_slots, dtype=torch.int32)
