@@ -27,5 +27,12 @@ class LlamaTpPartModel(TpPartBaseModel):
         if c["hidden_act"] != "silu":
             raise ZooinferError(f"llama hidden_act {c['hidden_act']!r} is not supported (only 'silu')")
 
+    def max_context_length(self) -> int:
+        # Dynamic NTK scaling exists to run past the trained length: up to `factor` times it.
+        rope = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        factor = rope.get("factor", 1.0) if "dynamic" in rope_type else 1.0
+        return int(super().max_context_length() * factor)
+
     def _init_custom(self):
         self.rotary = LlamaRotary(self.config, self.device)
