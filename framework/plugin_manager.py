@@ -54,6 +54,10 @@ class Registry:
     def register(self, name: str, target, override: bool = False):
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {self._owner[0]!r} registered a {self.kind} with an invalid name {name!r}")
+        module_name, _, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
+        if not (isinstance(target, type) or (module_name and attr)):  # caught here, not later as a bare TypeError
+            raise PluginError(f"plugin {self._owner[0]!r} registered the {self.kind} {name!r} as {target!r}; "
+                              "expected a class or a 'module:Class' string")
         entry = Entry(name, target, *self._owner, override=override)
         table = self._overrides if override else self._entries
         if name in table:

@@ -76,12 +76,18 @@ class TorchBackend(Ops):
         return out
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None):
-        out = torch.zeros_like(q)
-        n_rep = q.shape[1] // (kv_cache.shape[1] // 2)
-        for b, (req, seq_len) in enumerate(zip(b_req_idx.tolist(), b_seq_len.tolist())):
-            if seq_len == 0:
-                continue
-            k, v = self._gather_kv(kv_cache, req_to_token, req, seq_len, n_rep)
-            positions = torch.arange(seq_len, device=q.device)
-            out[b:b + 1] = self._attend(q[b:b + 1], k, v, positions[-1:], positions, scale, alibi_slopes)
-        return out
+        # One batched pass, padded to max_len: no per-request loop and no host sync in the decode step.
+        batch, q_heads, head_dim = q.shape
+        kv_heads = kv_cache.shape[1] // 2
+        slots = req_to_token[b_req_idx.long(), :max_len].long()  # [B, L]; entries past a request's length are stale
+        k, v = kv_cache[slots].float().chunk(2, dim=2)  # [B, L, Hk, D] each
+        qg = q.float().view(batch, kv_heads, q_heads // kv_heads, head_dim)  # query heads grouped by kv head
+        scores = torch.einsum("bgrd,blgd->bgrl", qg, k) * scale
+        rel = torch.arange(max_len, device=q.device)[None, :] - (b_seq_len.long() - 1)[:, None]  # [B, L], <= 0 is past
+        if alibi_slopes is not None:
+            scores = scores + alibi_slopes.float().view(kv_heads, -1)[None, :, :, None] * rel[:, None, None, :]
+        future = rel > 0
+        scores = scores.masked_fill(future[:, None, None, :], float("-inf"))
+        probs = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # padding rows (b_seq_len 0) are all -inf -> zeros
+        v = v.masked_fill(future[:, :, None, None], 0.0)  # never-written slots may hold NaN; 0 * NaN would leak
+        return torch.einsum("bgrl,blgd->bgrd", probs, v).reshape(batch, q_heads, head_dim).to(q.dtype)
