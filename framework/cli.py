@@ -58,8 +58,8 @@ def cmd_generate(args) -> int:
 
 def cmd_plugins(args) -> int:
     from zooinfer.plugin_manager import backend_registry, model_registry
-    listing = {"models": [e.as_dict() for e in model_registry().entries()],
-               "backends": [e.as_dict() for e in backend_registry().entries()]}
+    listing = {"models": [_describe(e) for e in model_registry().entries()],
+               "backends": [_describe(e) for e in backend_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -67,8 +67,19 @@ def cmd_plugins(args) -> int:
         print(f"{title}:")
         for e in entries:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"
-            print(f"  {e['name']:<12} {source:<20} {e['target']}")
+            broken = f"  (fails to load: {e['error']})" if e["error"] else ""
+            print(f"  {e['name']:<12} {source:<20} {e['target']}{broken}")
     return 0
+
+
+def _describe(entry) -> dict:
+    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why."""
+    try:
+        entry.resolve()
+        error = None
+    except ZooinferError as exc:
+        error = str(exc)
+    return {**entry.as_dict(), "error": error}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -299,9 +299,6 @@ def test_error_inside_a_step_frees_everything(llm, monkeypatch, assert_still_wor
     assert_still_works()
 
 
-# -- known bugs: strict xfails, so they start failing (as XPASS) once fixed and the marker can go -------------
-@pytest.mark.xfail(strict=True, reason="llm.py: logprobs beyond the vocabulary is not checked before running; "
-                                       "the sampler's topk fails mid-run with a RuntimeError")
 def test_logprobs_beyond_vocabulary(llm, count_steps):
     with pytest.raises(ValueError) as exc:
         llm.generate(prompt_token_ids=[1, 2], sampling_params=SamplingParams(max_new_tokens=2, logprobs=VOCAB + 1))
@@ -309,8 +306,6 @@ def test_logprobs_beyond_vocabulary(llm, count_steps):
     assert count_steps == []
 
 
-@pytest.mark.xfail(strict=True, reason="llm.py: engine sizes are not validated; a RuntimeError/ValueError from "
-                                       "torch follows instead of an error naming the argument")
 @pytest.mark.parametrize("kwargs", [{"max_batch_size": 0}, {"kv_cache_tokens": -1}, {"max_model_len": -5}])
 def test_invalid_engine_sizes(tiny_llama_dir, kwargs):
     with pytest.raises(ZooinferError) as exc:
@@ -318,9 +313,36 @@ def test_invalid_engine_sizes(tiny_llama_dir, kwargs):
     one_line(exc, next(iter(kwargs)))
 
 
-@pytest.mark.xfail(strict=True, reason="basemodel.py: a config.json without a required key raises a bare KeyError")
 def test_config_missing_a_required_key(tiny_llama_dir, tmp_path):
     copy_checkpoint(tiny_llama_dir, tmp_path, edit_config=lambda c: c.pop("hidden_size"))
     with pytest.raises(ZooinferError) as exc:
         LLM(str(tmp_path))
     one_line(exc, "hidden_size")
+
+
+def test_mistyped_config_value(tiny_llama_dir, tmp_path):
+    copy_checkpoint(tiny_llama_dir, tmp_path, edit_config=lambda c: c.update(rope_scaling={"rope_type": "nope"}))
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tmp_path))
+    one_line(exc, "llama config")
+
+
+def test_stream_without_tokenizer(llm, assert_still_works):
+    with pytest.raises(ZooinferError) as exc:
+        next(llm.stream(prompt_token_ids=GOOD_PROMPT, sampling_params=GOOD))
+    one_line(exc, "tokenizer")
+    assert_still_works()
+
+
+def test_numpy_token_ids_are_accepted(llm, reference):
+    np = pytest.importorskip("numpy")
+    out = llm.generate(prompt_token_ids=[np.array(GOOD_PROMPT)], sampling_params=GOOD)[0]
+    assert out.token_ids == reference[0]
+
+
+@pytest.mark.parametrize("params", [{"temperature": 0}, 3])
+def test_sampling_params_of_the_wrong_type(llm, params, assert_still_works):
+    with pytest.raises(ZooinferError) as exc:
+        llm.generate(prompt_token_ids=GOOD_PROMPT, sampling_params=params)
+    one_line(exc, "sampling_params")
+    assert_still_works()

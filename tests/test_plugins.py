@@ -325,7 +325,15 @@ def test_cli_plugins_json(register_plugin, capsys, monkeypatch):
         assert (entry["distribution"], entry["version"]) == ("zooinfer", ZOOINFER_VERSION)
     assert models["llama"]["target"] == "zooinfer.models.llama.model:LlamaTpPartModel"
     assert backends["listed-backend"] == {"name": "listed-backend", "target": f"{__name__}:FastBackend",
-                                          "plugin": "listed-plugin", "distribution": None, "version": None}
+                                          "plugin": "listed-plugin", "distribution": None, "version": None,
+                                          "error": None}
+
+
+def test_cli_plugins_shows_an_entry_that_cannot_load(register_plugin, capsys, monkeypatch):
+    register_plugin("lazy-broken", models=lambda registry: registry.register("ghost", "no_such_module_xyz:Model"))
+    code, out, err = run_cli(capsys, monkeypatch, "plugins", "--json")
+    ghost = {e["name"]: e for e in json.loads(out)["models"]}["ghost"]
+    assert code == 0 and "lazy-broken" in ghost["error"] and "no_such_module_xyz" in ghost["error"]
 
 
 def test_cli_plugins_with_a_broken_plugin(register_plugin, capsys, monkeypatch):

@@ -23,6 +23,7 @@ class TpPartBaseModel:
     transformer_layer_infer_class = None
     post_layer_infer_class = None
     infer_state_class = InferStateInfo
+    required_config_keys = ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size")
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
                  max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1):
@@ -47,6 +48,10 @@ class TpPartBaseModel:
     # -- construction steps ------------------------------------------------------------------------
     def _init_config(self):
         c = self.config
+        for key in self.required_config_keys:
+            if not isinstance(c.get(key), int) or isinstance(c.get(key), bool) or c[key] < 1:
+                raise ZooinferError(f"{self.model_dir / 'config.json'}: {key} must be a positive integer, "
+                                    f"got {c.get(key)!r}")
         c.setdefault("num_key_value_heads", c["num_attention_heads"])
         c["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,10 @@ class LLM:
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int = 0):
+        for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
+                            ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
         self.model_dir = resolve_model(model)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
@@ -47,11 +52,15 @@ class LLM:
             if self.tokenizer is None:
                 raise ZooinferError(f"{self.model_dir} has no tokenizer: pass prompt_token_ids instead of text")
             token_ids = self.tokenizer.encode(prompt)
-        token_ids = list(token_ids)
+        try:
+            token_ids = [operator.index(t) for t in token_ids]  # accepts numpy ints; rejects floats and bools below
+        except TypeError:
+            bad = next(t for t in token_ids if not hasattr(t, "__index__"))
+            raise ZooinferError(f"prompt token id {bad!r} is not an integer") from None
         if not token_ids:
             raise ZooinferError("a prompt must hold at least one token")
         vocab = self.model.vocab_size
-        bad = [t for t in token_ids if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < vocab]
+        bad = [t for t in token_ids if not 0 <= t < vocab]
         if bad:
             raise ZooinferError(f"prompt token id {bad[0]!r} is outside the vocabulary [0, {vocab})")
         if len(token_ids) + params.max_new_tokens > self.max_model_len:
@@ -60,6 +69,8 @@ class LLM:
         if len(token_ids) + params.max_new_tokens > self.model.kv_cache.num_slots:
             raise ZooinferError(f"prompt + max_new_tokens needs {len(token_ids) + params.max_new_tokens} KV slots but "
                                 f"the cache holds {self.model.kv_cache.num_slots}; raise kv_cache_tokens")
+        if params.logprobs is not None and params.logprobs > vocab:
+            raise ZooinferError(f"SamplingParams.logprobs={params.logprobs} exceeds the vocabulary size {vocab}")
         stop_ids = set(params.stop_token_ids)
         if not params.ignore_eos:
             stop_ids |= eos_ids(self.config, self.tokenizer)
@@ -77,6 +88,8 @@ class LLM:
         ids = [prompt_token_ids] if single and prompt_token_ids is not None else prompt_token_ids
         n = len(items if items is not None else ids)
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params or SamplingParams()] * n
+        if not all(isinstance(p, SamplingParams) for p in params):
+            raise ZooinferError(f"sampling_params must be a SamplingParams or a list of them, got {sampling_params!r}")
         if len(params) != n:
             raise ZooinferError(f"got {len(params)} SamplingParams for {n} prompts")
         if items is None:
@@ -93,6 +106,8 @@ class LLM:
 
     def stream(self, prompt=None, sampling_params=None, prompt_token_ids=None) -> Iterator[str]:
         """Yields one prompt's generated text piece by piece as it comes."""
+        if self.tokenizer is None:
+            raise ZooinferError(f"{self.model_dir} has no tokenizer, so there is no text to stream; use generate()")
         req = self._make_requests(prompt, [sampling_params or SamplingParams()],
                                   None if prompt_token_ids is None else [prompt_token_ids])[0]
         sent = 0

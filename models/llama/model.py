@@ -16,6 +16,7 @@ class LlamaTpPartModel(TpPartBaseModel):
     transformer_layer_infer_class = LlamaTransformerLayerInfer
     post_layer_infer_class = LlamaPostLayerInfer
     infer_state_class = LlamaInferStateInfo
+    required_config_keys = TpPartBaseModel.required_config_keys + ("intermediate_size",)
 
     def _init_config(self):
         super()._init_config()

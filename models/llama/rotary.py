@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 from transformers import LlamaConfig
+
+from zooinfer.errors import ZooinferError
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 
@@ -21,9 +23,16 @@ class LlamaRotary:
     the same update rule as transformers (grow past the cached length, reset below the original)."""
 
     def __init__(self, config: dict, device: torch.device):
-        self.hf_config = LlamaConfig(**{k: v for k, v in config.items() if k != "head_dim" or v})
+        try:
+            self.hf_config = LlamaConfig(**config)
+        except Exception as exc:  # transformers validates fields (types, rope parameters) with multi-line errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ZooinferError(f"invalid llama config: {first}") from None
         self.device = device
         self.rope_type = self.hf_config.rope_parameters.get("rope_type", "default")
+        if self.rope_type != "default" and self.rope_type not in ROPE_INIT_FUNCTIONS:
+            raise ZooinferError(f"invalid llama config: unknown rope_type {self.rope_type!r}; known: default, "
+                                f"{', '.join(ROPE_INIT_FUNCTIONS)}")
         inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type)
         self.original_inv_freq = inv_freq.to(device)
         self.inv_freq = self.original_inv_freq
