@@ -15,6 +15,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
+    p.add_argument("--no-cuda-graph", action="store_true", help="run every decode step eagerly on a GPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def cmd_generate(args) -> int:
         raise ZooinferError("give a PROMPT argument or pipe one on standard input")
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed)
-    llm = LLM(args.model, device=args.device, dtype=args.dtype, backend=args.backend)
+    llm = LLM(args.model, device=args.device, dtype=args.dtype, backend=args.backend, enforce_eager=args.no_cuda_graph)
     if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
         prompt = llm.chat_prompt(prompt)
     if args.stream:

@@ -14,12 +14,18 @@ class KVCache:
         self.num_slots = num_slots
         self.max_requests = max_requests
         self.max_len = max_len
-        self.buffers = torch.empty(num_layers, num_slots, 2 * kv_heads, head_dim, dtype=dtype, device=device)
-        self.req_to_token = torch.zeros(max_requests, max_len, dtype=torch.int32, device=device)
+        # One extra slot and one extra table row, never handed out: padded rows of a CUDA-graph batch write there.
+        self.pad_slot, self.pad_row = num_slots, max_requests
+        self.buffers = torch.empty(num_layers, num_slots + 1, 2 * kv_heads, head_dim, dtype=dtype, device=device)
+        self.req_to_token = torch.zeros(max_requests + 1, max_len, dtype=torch.int32, device=device)
         # Free lists live on the host: allocation is bookkeeping, and slot ids go to the device once per step.
         self._free_slots = torch.arange(num_slots, dtype=torch.int32)
         self._num_free = num_slots
         self._free_rows = list(range(max_requests - 1, -1, -1))
+
+    @staticmethod
+    def bytes_per_token(num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
+        return num_layers * 2 * kv_heads * head_dim * dtype.itemsize
 
     def layer(self, layer_num: int) -> torch.Tensor:
         return self.buffers[layer_num]

@@ -75,12 +75,23 @@ class TpPartBaseModel:
         load_hf_weights(self.model_dir, [self.pre_post_weight, *self.trans_layers_weight])
 
     def _init_mem_manager(self):
-        c = self.config
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.
-        slots = self.kv_cache_tokens or min(4 * self.max_seq_len, 32768)
-        self.kv_cache = KVCache(c["num_hidden_layers"], slots,
-                                max(c["num_key_value_heads"] // self.world_size, 1), c["head_dim"],
-                                self.max_requests, self.max_seq_len, self.dtype, self.device)
+        # (On a GPU the engine later resizes the pool to fill free memory: see engine/memory.py.)
+        self.resize_kv_cache(self.kv_cache_tokens or min(4 * self.max_seq_len, 32768))
+
+    @property
+    def kv_heads_per_rank(self) -> int:
+        return max(self.config["num_key_value_heads"] // self.world_size, 1)
+
+    def kv_bytes_per_token(self) -> int:
+        return KVCache.bytes_per_token(self.config["num_hidden_layers"], self.kv_heads_per_rank,
+                                       self.config["head_dim"], self.dtype)
+
+    def resize_kv_cache(self, slots: int) -> None:
+        """A fresh, empty pool of `slots` token slots (the old pool must hold no request)."""
+        self.kv_cache = None  # free the old pool before allocating the new one
+        self.kv_cache = KVCache(self.config["num_hidden_layers"], slots, self.kv_heads_per_rank,
+                                self.config["head_dim"], self.max_requests, self.max_seq_len, self.dtype, self.device)
 
     def _init_infer_layer(self):
         args = (self.config, self.ops, self.tp_rank, self.world_size)
@@ -94,6 +105,10 @@ class TpPartBaseModel:
 
     def _init_custom(self):
         pass
+
+    def supports_cuda_graph(self) -> bool:
+        """False when a step depends on host-side state that a replayed graph would not see."""
+        return True
 
     # -- running -----------------------------------------------------------------------------------
     @torch.inference_mode()

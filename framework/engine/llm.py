@@ -12,6 +12,8 @@ from zooinfer.errors import ZooinferError
 from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
 
+from .cuda_graph import CudaGraphRunner
+from .memory import kv_slots_from_free_memory
 from .model_runner import ModelRunner
 from .request import Request, RequestOutput
 from .sampler import Sampler
@@ -25,7 +27,8 @@ _DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.fl
 class LLM:
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
-                 max_prefill_tokens: int = 8192, seed: int = 0):
+                 max_prefill_tokens: int = 8192, seed: int = 0, enforce_eager: bool = False,
+                 gpu_memory_fraction: float = 0.9):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -36,13 +39,43 @@ class LLM:
         self.device = parse_device(device)
         self.dtype = resolve_dtype(dtype, self.device, self.config)
         ops = select_backend(backend, str(self.device))(self.device)
-        self.model = model_class(self.model_dir, self.config, ops, self.dtype, kv_cache_tokens=kv_cache_tokens,
+        if not 0 < gpu_memory_fraction <= 1:
+            raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
+        on_gpu = self.device.type == "cuda"
+        size_from_memory = on_gpu and kv_cache_tokens is None
+        self.model = model_class(self.model_dir, self.config, ops, self.dtype,
+                                 kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
                                  max_requests=max_batch_size, max_seq_len=max_model_len)
         self.max_model_len = self.model.max_seq_len
+        if size_from_memory:
+            warm_len = min(max_prefill_tokens, self.max_model_len - 1)
+            self.model.resize_kv_cache(kv_slots_from_free_memory(self.model, lambda: self._warm_up(warm_len),
+                                                                 gpu_memory_fraction))
         self.tokenizer = load_tokenizer(self.model_dir)
         self.scheduler = Scheduler(self.model.kv_cache, max_batch_size, max_prefill_tokens)
-        self.runner = ModelRunner(self.model, self.scheduler)
+        use_graphs = on_gpu and not enforce_eager and self.model.supports_cuda_graph()
+        self.graphs = CudaGraphRunner(self.model, max_batch_size) if use_graphs else None
+        self.runner = ModelRunner(self.model, self.scheduler, self.graphs)
         self.sampler = Sampler(self.device, seed)
+
+    def _warm_up(self, prompt_len: int) -> None:
+        """One prefill of prompt_len tokens: the activation peak that the KV pool must leave room for."""
+        scheduler = Scheduler(self.model.kv_cache, 1, prompt_len)
+        req = Request(None, [0] * prompt_len, SamplingParams(max_new_tokens=1), set(), None)
+        scheduler.add(req)
+        ModelRunner(self.model, scheduler).step(*scheduler.schedule())
+        scheduler.finish(req)
+
+    def get_stats(self) -> dict:
+        """CUDA-graph counters (None when graphs are off) and the KV pool's occupancy."""
+        kv = self.model.kv_cache
+        return {"cuda_graph": dict(self.graphs.stats) if self.graphs else None,
+                "kv_cache": {"slots": kv.num_slots, "free_slots": kv.free_slot_count}}
+
+    def clear_cache(self) -> None:
+        """Drops every captured CUDA graph; they are recorded again as steps need them."""
+        if self.graphs:
+            self.graphs.clear()
 
     # -- requests ----------------------------------------------------------------------------------
     def _make_request(self, prompt, token_ids, params: SamplingParams) -> Request:

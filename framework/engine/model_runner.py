@@ -10,9 +10,10 @@ from .scheduler import Scheduler
 
 
 class ModelRunner:
-    def __init__(self, model, scheduler: Scheduler):
+    def __init__(self, model, scheduler: Scheduler, graphs=None):
         self.model = model
         self.scheduler = scheduler
+        self.graphs = graphs  # a CudaGraphRunner for decode steps, or None to run every step eagerly
         self.device = model.device
 
     def build_input(self, batch: list[Request], is_prefill: bool) -> ModelInput:
@@ -38,7 +39,7 @@ class ModelRunner:
 
     def step(self, batch: list[Request], is_prefill: bool) -> torch.Tensor:
         inp = self.build_input(batch, is_prefill)
-        logits = self.model.forward(inp)
+        logits = self.graphs.forward(inp) if self.graphs is not None and not is_prefill else self.model.forward(inp)
         for req in batch:
             req.cached_len = len(req.all_ids)  # every token so far now has its keys and values in the pool
         return logits

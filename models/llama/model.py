@@ -37,3 +37,6 @@ class LlamaTpPartModel(TpPartBaseModel):
 
     def _init_custom(self):
         self.rotary = LlamaRotary(self.config, self.device)
+
+    def supports_cuda_graph(self) -> bool:
+        return not self.rotary.length_dependent  # their frequencies change on the host between steps

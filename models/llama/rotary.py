@@ -38,6 +38,7 @@ class LlamaRotary:
         self.inv_freq = self.original_inv_freq
         self.original_max_len = self.max_len_cached = self.hf_config.max_position_embeddings
         self._long_inv_freq = None
+        self.length_dependent = "dynamic" in self.rope_type or self.rope_type == "longrope"
 
     def _update(self, seq_len: int):
         if "dynamic" in self.rope_type:
