@@ -1,37 +1,24 @@
 """The triton backend's kernels against the torch reference, on fresh random data (never zeros).
 
 Without a GPU the kernels run on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1, set below
-before triton is imported), so shapes stay small. With CUDA and no TRITON_INTERPRET in the environment the
-same tests run the compiled kernels on the GPU. Kernel modules are wrapped for one mode when first imported,
-so the device follows from how they were wrapped."""
-import os
-
+before the kernel modules are imported), so shapes stay small. With CUDA and no TRITON_INTERPRET in the
+environment the same tests run the compiled kernels on the GPU. Kernel modules are wrapped for one mode when
+first imported, so the device follows from how they were wrapped."""
 import pytest
 import torch
 
-# Set while the kernel modules are imported (they are wrapped for the interpreter then) and while this
-# module's tests run (triton reads it again at launch), and unset in between: left set, it would make every
-# LLM(...) on CPU in other test modules of this pytest process pick the triton backend.
-_set_interpret = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
-if _set_interpret:
-    os.environ["TRITON_INTERPRET"] = "1"
-try:
-    pytest.importorskip("triton")
-    from zooinfer.plugins.triton_backend import (activation, context_attention, norm, rotary,  # noqa: F401
-                                                 store_kv, token_attention)
-finally:
-    if _set_interpret:
-        del os.environ["TRITON_INTERPRET"]
+from triton_mode import import_kernels, interpreter
+
+activation, context_attention, norm, rotary, store_kv, token_attention = import_kernels()
 
 from zooinfer.plugins.torch_backend.backend import TorchBackend  # noqa: E402
 from zooinfer.plugins.triton_backend._checks import interpreted  # noqa: E402
 from zooinfer.plugins.triton_backend.backend import TritonBackend  # noqa: E402
 
-_ctx = context_attention
-if not interpreted(_ctx._context_attention_kernel) and not torch.cuda.is_available():
+if not interpreted(context_attention._context_attention_kernel) and not torch.cuda.is_available():
     pytest.skip("the triton kernels were imported without TRITON_INTERPRET=1 and there is no GPU",
                 allow_module_level=True)
-DEVICE = torch.device("cpu" if interpreted(_ctx._context_attention_kernel) else "cuda")
+DEVICE = torch.device("cpu" if interpreted(context_attention._context_attention_kernel) else "cuda")
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}  # elementwise and norms
 ATT_TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 # (Hq, Hk, D): GQA, MQA, MHA, and head dims that are not powers of two (masked lanes).
@@ -51,11 +38,8 @@ def ops():
 
 @pytest.fixture(scope="module", autouse=True)
 def _interpreter_env():
-    if _set_interpret:
-        os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    if _set_interpret:
-        os.environ.pop("TRITON_INTERPRET", None)
+    with interpreter():
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -185,7 +169,7 @@ def test_context_attention(ops, q_heads, kv_heads, head_dim, with_alibi, cached,
     ready = [3, 20, 0] if cached else [0, 0, 0]  # a cached prefix is read from the pool, not from q
     new_lens = [s - r for s, r in zip(seq_lens, ready)]
     kv_cache, req_to_token, b_req_idx = make_pool(seq_lens, kv_heads, head_dim, dtype)
-    q = rand(sum(new_lens), q_heads, head_dim, dtype=dtype)
+    q = rand(sum(new_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     starts = [sum(new_lens[:i]) for i in range(len(new_lens))]
     args = (q, kv_cache, req_to_token, b_req_idx, int32(starts), int32(seq_lens), int32(ready),
             max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi))
@@ -204,7 +188,7 @@ def test_token_attention(ops, q_heads, kv_heads, head_dim, with_alibi, dtype=tor
     # Lengths cross key-block and split boundaries; the 0 is a padded row (CUDA-graph padding).
     seq_lens = [1, 40, 0, 70, 33]
     kv_cache, req_to_token, b_req_idx = make_pool([max(s, 1) for s in seq_lens], kv_heads, head_dim, dtype)
-    q = rand(len(seq_lens), q_heads, head_dim, dtype=dtype)
+    q = rand(len(seq_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     args = (q, kv_cache, req_to_token, b_req_idx, int32(seq_lens))
     rest = (head_dim ** -0.5, alibi(q_heads, with_alibi))
     out = tri.token_attention(*args, kernel_max_len, *rest)

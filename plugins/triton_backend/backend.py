@@ -1,0 +1,72 @@
+"""The triton backend: TorchBackend with Triton kernels for the hot ops; embedding and linear stay on torch
+(cuBLAS is hard to beat). On CPU it runs only under TRITON_INTERPRET=1, which CI uses to push a whole model
+through the kernels without a GPU.
+
+This module imports triton only when a backend is built, so the registry can resolve the class and ask
+`is_available` on a machine where triton is missing."""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+from zooinfer.plugins.torch_backend.backend import TorchBackend
+
+
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _interpreter_on() -> bool:
+    # The spellings triton itself accepts for a true TRITON_INTERPRET.
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes")
+
+
+class TritonBackend(TorchBackend):
+    name = "triton"
+    device_types = ("cuda", "cpu")
+    priority = 10
+
+    @classmethod
+    def is_available(cls, device_type: str) -> bool:
+        if device_type == "cuda":
+            return _triton_installed() and torch.cuda.is_available()
+        if device_type == "cpu":
+            return _interpreter_on() and _triton_installed()
+        return False
+
+    def __init__(self, device: torch.device):
+        super().__init__(device)
+        # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
+        # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
+        from . import activation, context_attention, norm, rotary, store_kv, token_attention
+        self._norm, self._rotary, self._activation = norm, rotary, activation
+        self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
+
+    def rmsnorm(self, x, weight, eps, residual=None):
+        return self._norm.rmsnorm(x, weight, eps, residual)
+
+    def layernorm(self, x, weight, bias, eps, residual=None):
+        return self._norm.layernorm(x, weight, bias, eps, residual)
+
+    def rotary(self, q, k, cos, sin):
+        self._rotary.rotary(q, k, cos, sin)
+
+    def silu_and_mul(self, x):
+        return self._activation.silu_and_mul(x)
+
+    def gelu(self, x):
+        return self._activation.gelu(x)
+
+    def store_kv(self, kv_cache, k, v, slots):
+        self._store_kv.store_kv(kv_cache, k, v, slots)
+
+    def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
+                          max_new_len, scale, alibi_slopes=None):
+        return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
+                                               b_ready_cache_len, max_new_len, scale, alibi_slopes)
+
+    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None):
+        return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
+                                           alibi_slopes)

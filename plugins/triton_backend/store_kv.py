@@ -1,0 +1,45 @@
+"""Scatter a step's keys and values into the token pool: one program per token, reading its slot on device."""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._checks import check_index, check_same_device, check_tensor, fail
+
+
+@triton.jit
+def _store_kv_kernel(k_ptr, v_ptr, slots_ptr, cache_ptr, stride_kt, stride_kh, stride_vt, stride_vh,
+                     stride_cs, stride_ch, HK, D, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
+    token = tl.program_id(0).to(tl.int64)
+    slot = tl.load(slots_ptr + token).to(tl.int64)
+    heads = tl.arange(0, BLOCK_H)
+    dims = tl.arange(0, BLOCK_D)
+    mask = (heads < HK)[:, None] & (dims < D)[None, :]
+    k = tl.load(k_ptr + token * stride_kt + heads[:, None] * stride_kh + dims[None, :], mask=mask)
+    v = tl.load(v_ptr + token * stride_vt + heads[:, None] * stride_vh + dims[None, :], mask=mask)
+    row = cache_ptr + slot * stride_cs + dims[None, :]
+    tl.store(row + heads[:, None] * stride_ch, k.to(cache_ptr.dtype.element_ty), mask=mask)
+    tl.store(row + (HK + heads[:, None]) * stride_ch, v.to(cache_ptr.dtype.element_ty), mask=mask)
+
+
+def store_kv(kv_cache, k, v, slots) -> None:
+    op = "store_kv"
+    check_tensor(op, "kv_cache", kv_cache, 3)
+    check_tensor(op, "k", k, 3)
+    check_tensor(op, "v", v, 3)
+    check_index(op, "slots", slots)
+    n, kv_heads, head_dim = k.shape
+    if tuple(v.shape) != tuple(k.shape):
+        fail(op, f"v has shape {tuple(v.shape)}, k has {tuple(k.shape)}")
+    if kv_cache.shape[1] != 2 * kv_heads or kv_cache.shape[2] != head_dim:
+        fail(op, f"kv_cache has shape {tuple(kv_cache.shape)}, "
+                 f"expected [S, {2 * kv_heads}, {head_dim}] for k {tuple(k.shape)}")
+    if slots.shape[0] != n:
+        fail(op, f"slots has {slots.shape[0]} entries for {n} tokens")
+    check_same_device(op, kv_cache=kv_cache, k=k, v=v, slots=slots)
+    if n == 0:
+        return
+    block_h, block_d = triton.next_power_of_2(kv_heads), triton.next_power_of_2(head_dim)
+    _store_kv_kernel[(n,)](k, v, slots, kv_cache, k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                           kv_cache.stride(0), kv_cache.stride(1), kv_heads, head_dim,
+                           BLOCK_H=block_h, BLOCK_D=block_d, num_warps=min(max(block_h * block_d // 256, 1), 8))

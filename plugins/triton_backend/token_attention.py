@@ -1,0 +1,144 @@
+"""Decode attention, split-K flash decoding over the token pool. Stage 1: one program per (request, kv head,
+split of SPLIT_LEN keys) computes, for every query head of the group, the split's softmax-normalised output
+and its log-sum-exp. Stage 2: one program per (request, query head) merges the splits.
+
+The grid comes from the host int max_len alone, so a launch never waits on device data (CUDA graphs replay
+it as is); programs past a request's length, and every program of a padded row (b_seq_len 0), exit at once."""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._checks import check_attention, fail, interpreted
+from ._lang import max_, sum_
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _split_kernel(
+        q_ptr, kv_ptr, req_to_token_ptr, b_req_idx_ptr, b_seq_len_ptr, slopes_ptr, mid_o_ptr, mid_lse_ptr,
+        scale_log2, stride_qb, stride_qh, stride_ks, stride_kh, stride_req, stride_mb, stride_mh, stride_ms,
+        stride_lb, stride_lh, N_REP, HK, D, NUM_SPLITS, HAS_ALIBI: tl.constexpr, DOT_F32: tl.constexpr,
+        SPLIT_LEN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(b_seq_len_ptr + b)
+    split_start = split * SPLIT_LEN
+    if split_start >= seq_len:
+        return
+    # The last split takes every key left, so a max_len below a real length still attends to all keys.
+    split_end = tl.where(split == NUM_SPLITS - 1, seq_len, tl.minimum(seq_len, split_start + SPLIT_LEN))
+    table_row = req_to_token_ptr + tl.load(b_req_idx_ptr + b).to(tl.int64) * stride_req
+
+    group = tl.arange(0, BLOCK_H)  # the query heads sharing this kv head, padded to a dot-friendly 16
+    heads = kv_head * N_REP + group
+    h_mask = group < N_REP
+    dims = tl.arange(0, BLOCK_D)
+    d_mask = dims < D
+    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + dims[None, :],
+                mask=h_mask[:, None] & d_mask[None, :], other=0.0)
+    if DOT_F32:
+        q = q.to(tl.float32)
+    if HAS_ALIBI:
+        slopes = tl.load(slopes_ptr + heads, mask=h_mask, other=0.0).to(tl.float32) * 1.4426950408889634
+
+    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    l_i = tl.full([BLOCK_H], 0.0, tl.float32)
+    acc = tl.full([BLOCK_H, BLOCK_D], 0.0, tl.float32)
+    for n_start in range(split_start, split_end, BLOCK_N):
+        offs_n = n_start + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < split_end
+        slots = tl.load(table_row + offs_n, mask=n_mask, other=0).to(tl.int64)
+        k = tl.load(kv_ptr + slots[None, :] * stride_ks + kv_head * stride_kh + dims[:, None],
+                    mask=n_mask[None, :] & d_mask[:, None], other=0.0)  # [BLOCK_D, BLOCK_N]
+        v = tl.load(kv_ptr + slots[:, None] * stride_ks + (HK + kv_head) * stride_kh + dims[None, :],
+                    mask=n_mask[:, None] & d_mask[None, :], other=0.0)  # [BLOCK_N, BLOCK_D]
+        if DOT_F32:
+            qk = tl.dot(q, k.to(tl.float32), input_precision="ieee")  # no TF32: float32 runs are exact checks
+        else:
+            qk = tl.dot(q, k)
+        qk = qk * scale_log2  # log2 domain: exp2 is cheaper than exp
+        if HAS_ALIBI:  # the query sits at position seq_len - 1
+            qk += slopes[:, None] * (offs_n - (seq_len - 1)).to(tl.float32)[None, :]
+        qk = tl.where(n_mask[None, :], qk, float("-inf"))
+        m_new = tl.maximum(m_i, max_(qk, axis=1))  # finite: every split holds at least one key
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(qk - m_new[:, None])
+        l_i = l_i * alpha + sum_(p, axis=1)
+        if DOT_F32:
+            acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    mid = mid_o_ptr + b * stride_mb + heads[:, None] * stride_mh + split * stride_ms + dims[None, :]
+    tl.store(mid, acc / l_i[:, None], mask=h_mask[:, None] & d_mask[None, :])
+    tl.store(mid_lse_ptr + b * stride_lb + heads * stride_lh + split, m_i + tl.log2(l_i), mask=h_mask)
+
+
+_INTERPRETED = interpreted(_split_kernel)
+
+
+@triton.jit
+def _merge_kernel(mid_o_ptr, mid_lse_ptr, out_ptr, b_seq_len_ptr, stride_mb, stride_mh, stride_ms,
+                  stride_lb, stride_lh, stride_ob, stride_oh, D, NUM_SPLITS,
+                  SPLIT_LEN: tl.constexpr, BLOCK_D: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    head = tl.program_id(1)
+    seq_len = tl.load(b_seq_len_ptr + b)
+    num_valid = tl.minimum((seq_len + SPLIT_LEN - 1) // SPLIT_LEN, NUM_SPLITS)
+    dims = tl.arange(0, BLOCK_D)
+    d_mask = dims < D
+    # Running state kept as [BLOCK_D] vectors so the loop-carried types stay fixed.
+    m = tl.full([BLOCK_D], float("-inf"), tl.float32)
+    total = tl.full([BLOCK_D], 0.0, tl.float32)
+    acc = tl.full([BLOCK_D], 0.0, tl.float32)
+    for split in range(0, num_valid):
+        lse = tl.load(mid_lse_ptr + b * stride_lb + head * stride_lh + split)
+        o = tl.load(mid_o_ptr + b * stride_mb + head * stride_mh + split * stride_ms + dims, mask=d_mask, other=0.0)
+        m_new = tl.maximum(m, lse)
+        alpha = tl.exp2(m - m_new)
+        weight = tl.exp2(lse - m_new)
+        acc = acc * alpha + weight * o
+        total = total * alpha + weight
+        m = m_new
+    # A padded row (no splits) has total 0 and acc 0: it gets zeros, not 0/0.
+    out = acc / tl.where(total > 0, total, 1.0)
+    tl.store(out_ptr + b * stride_ob + head * stride_oh + dims, out.to(out_ptr.dtype.element_ty), mask=d_mask)
+
+
+def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float, alibi_slopes=None):
+    op = "token_attention"
+    kv_heads, n_rep = check_attention(op, q, kv_cache, req_to_token, alibi_slopes,
+                                      {"b_req_idx": b_req_idx, "b_seq_len": b_seq_len})
+    batch, q_heads, head_dim = q.shape
+    if b_req_idx.shape[0] != batch:
+        fail(op, f"b_req_idx has {b_req_idx.shape[0]} entries for a batch of {batch} queries")
+    if not isinstance(max_len, int) or max_len < 0:
+        fail(op, f"max_len must be a non-negative host int, got {max_len!r}")
+    out = torch.empty((batch, q_heads, head_dim), dtype=q.dtype, device=q.device)
+    if batch == 0:
+        return out
+    # Under the interpreter small splits so tests cross split and block boundaries; on GPU LightLLM's 256,
+    # with narrower key blocks for float32 (CUDA-core dots, 4-byte operands in shared memory).
+    split_len, block_n = (32, 16) if _INTERPRETED else (256, 32 if q.dtype == torch.float32 else 64)
+    num_splits = max(1, triton.cdiv(max_len, split_len))
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    block_h = max(16, triton.next_power_of_2(n_rep))  # tl.dot needs every side >= 16
+    mid_o = torch.empty((batch, q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
+    mid_lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
+    _split_kernel[(batch, kv_heads, num_splits)](
+        q, kv_cache, req_to_token, b_req_idx, b_seq_len, alibi_slopes if alibi_slopes is not None else q,
+        mid_o, mid_lse, float(scale) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1),
+        req_to_token.stride(0), mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
+        mid_lse.stride(1), n_rep, kv_heads, head_dim, num_splits,
+        HAS_ALIBI=alibi_slopes is not None, DOT_F32=_INTERPRETED or q.dtype == torch.float32,
+        SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
+        num_warps=4, num_stages=2)
+    _merge_kernel[(batch, q_heads)](
+        mid_o, mid_lse, out, b_seq_len, mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
+        mid_lse.stride(1), out.stride(0), out.stride(1), head_dim, num_splits,
+        SPLIT_LEN=split_len, BLOCK_D=block_d, num_warps=4)
+    return out

@@ -1,0 +1,79 @@
+"""On a GPU: the triton backend against the torch backend in bf16, CUDA graphs against eager, memory sizing.
+Skipped where there is no CUDA device (CI has none); run on a GPU machine with `pytest tests/test_gpu.py`."""
+import pytest
+import torch
+
+from hf_reference import save_random_model
+from zooinfer import LLM, SamplingParams
+from zooinfer.errors import ZooinferError
+from zooinfer.plugin_manager import model_registry
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+SHAPES = {
+    "llama": dict(vocab_size=1024, hidden_size=512, intermediate_size=1376, num_hidden_layers=4,
+                  num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=2048),
+    "bloom": dict(vocab_size=1024, hidden_size=512, n_layer=4, n_head=8),
+}
+PROMPTS = [list(range(5, 5 + n)) for n in (3, 17, 130, 700)]
+PARAMS = SamplingParams(max_new_tokens=24, temperature=0, logprobs=2, ignore_eos=True)
+
+
+@pytest.fixture(scope="module", params=[a for a in SHAPES if a in model_registry()])
+def checkpoint(request, tmp_path_factory):
+    from transformers import AutoConfig
+    path = tmp_path_factory.mktemp(request.param)
+    config = AutoConfig.for_model(request.param, **SHAPES[request.param])
+    config.torch_dtype = "bfloat16"
+    save_random_model(config, path)
+    return path
+
+
+def assert_same_until_near_tie(reference, candidate, tie=0.1, logprob_atol=0.08):
+    """Equal greedy tokens until the reference's top two are within `tie` (bf16 rounding can flip those),
+    and the chosen tokens' logprobs within bf16 tolerance up to there."""
+    for ref, out in zip(reference, candidate):
+        for step, (a, b) in enumerate(zip(ref.token_ids, out.token_ids)):
+            top = sorted(ref.logprobs[step].values(), reverse=True)
+            if a != b:
+                assert top[0] - top[1] < tie, f"step {step}: {b} vs reference {a}, margin {top[0] - top[1]:.3f}"
+                break
+            assert abs(ref.logprobs[step][a] - out.logprobs[step][b]) < logprob_atol
+
+
+def test_triton_matches_torch_backend(checkpoint):
+    reference = LLM(str(checkpoint), device="cuda", dtype="bfloat16", backend="torch", enforce_eager=True,
+                    kv_cache_tokens=8192).generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    triton = LLM(str(checkpoint), device="cuda", dtype="bfloat16", backend="triton", enforce_eager=True,
+                 kv_cache_tokens=8192).generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    assert_same_until_near_tie(reference, triton)
+
+
+def test_graphs_match_eager_and_count(checkpoint):
+    eager = LLM(str(checkpoint), device="cuda", dtype="bfloat16", enforce_eager=True, kv_cache_tokens=8192)
+    graphed = LLM(str(checkpoint), device="cuda", dtype="bfloat16", kv_cache_tokens=8192)
+    want = eager.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    got = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    assert [o.token_ids for o in got] == [o.token_ids for o in want]
+    stats = graphed.get_stats()["cuda_graph"]
+    assert stats["captures"] >= 1 and stats["replays"] >= PARAMS.max_new_tokens - 1 and stats["hits"] >= 1
+    graphed.clear_cache()
+    again = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    assert [o.token_ids for o in again] == [o.token_ids for o in want]
+    assert graphed.get_stats()["cuda_graph"]["captures"] > stats["captures"]
+    assert eager.get_stats()["cuda_graph"] is None
+
+
+def test_pool_sized_from_free_memory(checkpoint):
+    llm = LLM(str(checkpoint), device="cuda", dtype="bfloat16", gpu_memory_fraction=0.5)
+    free, total = torch.cuda.mem_get_info()
+    pool_bytes = llm.model.kv_cache.buffers.numel() * 2
+    assert llm.model.kv_cache.num_slots > 8192 and pool_bytes < 0.5 * total
+    out = llm.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    assert all(len(o.token_ids) == PARAMS.max_new_tokens for o in out)
+
+
+def test_too_little_memory_fails_at_start_with_advice(checkpoint):
+    with pytest.raises(ZooinferError, match="max_model_len") as exc:
+        LLM(str(checkpoint), device="cuda", dtype="bfloat16", gpu_memory_fraction=0.0001)
+    assert "\n" not in str(exc.value) and "gpu_memory_fraction" in str(exc.value)
