@@ -1,4 +1,5 @@
-"""`zooinfer ...`: generate text, list plugins. User mistakes print one line, never a traceback."""
+"""`zooinfer ...`: generate text, list plugins, make random models, compare with transformers.
+User mistakes print one line, never a traceback (exit code 2); a failed comparison exits with 1."""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,37 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list registered model types and backends")
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=cmd_plugins)
+    _add_random_model_parser(sub)
+    _add_compare_parser(sub)
     return parser
+
+
+def _add_random_model_parser(sub) -> None:
+    rand = sub.add_parser("random-model", help="write a seeded random Hugging Face-format model")
+    rand.add_argument("out_dir", metavar="OUT_DIR", help="a new (or empty) directory")
+    rand.add_argument("--arch", default=None, help="llama or bloom (or the `arch:` of --config)")
+    rand.add_argument("--config", default=None, metavar="YAML", help="model shape file, e.g. configs/tiny-llama.yaml")
+    for option, text in (("hidden", "hidden size"), ("layers", "layers"), ("heads", "attention heads"),
+                         ("kv-heads", "key-value heads"), ("intermediate", "MLP width"), ("vocab", "vocabulary size"),
+                         ("max-pos", "context length")):
+        rand.add_argument(f"--{option}", type=int, default=None, help=f"{text} (overrides --config)")
+    rand.add_argument("--seed", type=int, default=0)
+    rand.add_argument("--dtype", default=None, help="float32 (the default), bfloat16, float16")
+    rand.set_defaults(func=cmd_random_model)
+
+
+def _add_compare_parser(sub) -> None:
+    comp = sub.add_parser("compare", help="compare zooinfer's logits and speed with transformers on one model")
+    comp.add_argument("model_dir", metavar="MODEL_DIR")
+    comp.add_argument("--prompt-len", type=int, default=16)
+    comp.add_argument("--batch-size", type=int, default=2)
+    comp.add_argument("--steps", type=int, default=8, help="greedy tokens to generate (1 prefill + steps-1 decodes)")
+    comp.add_argument("--dtype", default="float32")
+    comp.add_argument("--device", default="cpu")
+    comp.add_argument("--warmup", type=int, default=1, help="untimed runs of each side first")
+    comp.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
+    comp.add_argument("--atol", type=float, default=None, help="max |logit difference| allowed (default: by dtype)")
+    comp.set_defaults(func=cmd_compare)
 
 
 def cmd_generate(args) -> int:
@@ -70,6 +101,26 @@ def cmd_plugins(args) -> int:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"
             broken = f"  (fails to load: {e['error']})" if e["error"] else ""
             print(f"  {e['name']:<12} {source:<20} {e['target']}{broken}")
+    return 0
+
+
+def cmd_random_model(args) -> int:
+    from zooinfer.tools.random_model import SHAPE_OPTIONS, random_model
+    shape = {option: getattr(args, option) for option in SHAPE_OPTIONS}
+    print(random_model(args.out_dir, args.arch, args.config, seed=args.seed, dtype=args.dtype, **shape))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from zooinfer.tools.compare import compare
+    result = compare(args.model_dir, prompt_len=args.prompt_len, batch_size=args.batch_size, steps=args.steps,
+                     dtype=args.dtype, device=args.device, warmup=args.warmup, seed=args.seed, atol=args.atol)
+    print(f"compare {args.model_dir}: {result.model_type}, {args.dtype} on {args.device}, batch {args.batch_size} x "
+          f"prompt {args.prompt_len}, {args.steps} greedy steps, seed {args.seed}")
+    print(result.report())
+    if not result.passed:
+        print(f"zooinfer: compare failed: {result.failure()}", file=sys.stderr)
+        return 1
     return 0
 
 

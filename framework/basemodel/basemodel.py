@@ -24,6 +24,11 @@ class TpPartBaseModel:
     post_layer_infer_class = None
     infer_state_class = InferStateInfo
     required_config_keys = ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size")
+    # A family's own config.json names for the keys above, like transformers' attribute_map
+    # ({"n_head": "num_attention_heads"}); where both appear the family's name wins, as in transformers.
+    config_aliases: dict[str, str] = {}
+    # transformers' base_model_prefix: checkpoints saved from the bare base model omit it from every name.
+    base_model_prefix: str | None = None
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
                  max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1):
@@ -48,6 +53,9 @@ class TpPartBaseModel:
     # -- construction steps ------------------------------------------------------------------------
     def _init_config(self):
         c = self.config
+        for alias, key in self.config_aliases.items():
+            if c.get(alias) is not None:
+                c[key] = c[alias]
         for key in self.required_config_keys:
             if not isinstance(c.get(key), int) or isinstance(c.get(key), bool) or c[key] < 1:
                 raise ZooinferError(f"{self.model_dir / 'config.json'}: {key} must be a positive integer, "
@@ -72,7 +80,10 @@ class TpPartBaseModel:
         args = (self.config, self.tp_rank, self.world_size, self.dtype, self.device)
         self.pre_post_weight = self.pre_and_post_weight_class(*args)
         self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
-        load_hf_weights(self.model_dir, [self.pre_post_weight, *self.trans_layers_weight])
+        weights = [self.pre_post_weight, *self.trans_layers_weight]
+        load_hf_weights(self.model_dir, weights, self.base_model_prefix)
+        for weight in weights:
+            weight.pack_linear_weights(self.ops)
 
     def _init_mem_manager(self):
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.

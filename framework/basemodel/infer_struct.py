@@ -9,7 +9,7 @@ import torch
 @dataclass
 class ModelInput:
     """What the engine hands the model for one step. Host ints bound the kernels' launch grids."""
-    input_ids: torch.Tensor          # [n] new tokens, packed request after request
+    input_ids: torch.Tensor          # [n] int32 new tokens, packed request after request
     b_req_idx: torch.Tensor          # [B] int32 rows of the request-to-token table
     b_seq_len: torch.Tensor          # [B] int32 tokens of each request after this step
     b_ready_cache_len: torch.Tensor  # [B] int32 tokens already in the cache before this step

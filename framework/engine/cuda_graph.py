@@ -1,15 +1,17 @@
 """CUDA-graph decode: a step is recorded once per (batch bucket, context bucket) and replayed after.
 
-A batch is padded up to its bucket with rows the kernels skip (sequence length 0, writing the pool's pad
-slot); the context bucket bounds the attention grid. Every graph shares one memory pool and one set of
-static input buffers, so the graphs cost little beyond their logits."""
+The model runner pads a batch up to its bucket with rows the kernels skip (sequence length 0, writing the
+pool's spare slot); the context bucket bounds the attention launch grid. Every graph shares one memory pool
+and one static input buffer, so the graphs cost little beyond their logits."""
 from __future__ import annotations
 
 from collections import Counter
 
 import torch
 
-from zooinfer.basemodel import ModelInput
+from .model_runner import REQUEST_FIELDS, TOKEN_FIELDS, unpack
+
+FIELDS = len(TOKEN_FIELDS) + len(REQUEST_FIELDS)
 
 
 def _buckets(limit: int, first: list[int], step) -> list[int]:
@@ -27,44 +29,32 @@ class CudaGraphRunner:
         self.stats = Counter(captures=0, replays=0, hits=0, misses=0, eager_fallbacks=0)
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = None
-        n, dev = self.batch_buckets[-1], model.device
-        self.static = {name: torch.zeros(n, dtype=dtype, device=dev) for name, dtype in (
-            ("input_ids", torch.int64), ("b_req_idx", torch.int32), ("b_seq_len", torch.int32),
-            ("b_ready_cache_len", torch.int32), ("mem_index", torch.int32), ("position_ids", torch.int32))}
-        self.static["b_start_loc"] = torch.arange(n, dtype=torch.int32, device=dev)
+        self.static = torch.zeros(FIELDS * self.batch_buckets[-1], dtype=torch.int32, device=model.device)
 
-    def _bucket(self, buckets, value):
-        return next((b for b in buckets if b >= value), None)
-
-    def forward(self, inp: ModelInput) -> torch.Tensor:
-        """Logits of a decode step: replayed from a graph when the step fits a bucket, else run eagerly."""
-        batch = inp.b_req_idx.shape[0]
-        key = (self._bucket(self.batch_buckets, batch), self._bucket(self.len_buckets, inp.max_len_in_batch))
-        if inp.is_prefill or None in key:
+    def bucket_for(self, batch, max_len: int) -> tuple[int, int] | None:
+        """The (batch, context) bucket of a decode step, or None (counted) when it runs eagerly."""
+        b = next((x for x in self.batch_buckets if x >= len(batch)), None)
+        n = next((x for x in self.len_buckets if x >= max_len), None)
+        if b is None or n is None:
             self.stats["eager_fallbacks"] += 1
-            return self.model.forward(inp)
-        self._fill(inp, batch, key[0])
-        if key in self.graphs:
+            return None
+        return b, n
+
+    def replay(self, bucket: tuple[int, int], packed: torch.Tensor) -> torch.Tensor:
+        """Logits [bucket batch, V] of the step whose padded inputs are `packed` (host int32)."""
+        self.static[:packed.numel()].copy_(packed, non_blocking=True)
+        if bucket in self.graphs:
             self.stats["hits"] += 1
         else:
             self.stats["misses"] += 1
-            self.graphs[key] = self._capture(*key)
-        graph, logits = self.graphs[key]
+            self.graphs[bucket] = self._capture(*bucket)
+        graph, logits = self.graphs[bucket]
         graph.replay()
         self.stats["replays"] += 1
-        return logits[:batch]
-
-    def _fill(self, inp: ModelInput, batch: int, padded: int) -> None:
-        kv = self.model.kv_cache
-        for name, pad in (("input_ids", 0), ("b_req_idx", kv.pad_row), ("b_seq_len", 0), ("b_ready_cache_len", 0),
-                          ("mem_index", kv.pad_slot), ("position_ids", 0)):
-            buf = self.static[name]
-            buf[:batch].copy_(getattr(inp, name), non_blocking=True)
-            buf[batch:padded].fill_(pad)
+        return logits
 
     def _capture(self, batch: int, max_len: int):
-        s = {name: buf[:batch] for name, buf in self.static.items()}
-        inp = ModelInput(**s, is_prefill=False, max_new_len=1, max_len_in_batch=max_len)
+        inp = unpack(self.static[:FIELDS * batch], batch, batch, False, 1, max_len)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up outside the graph: compiles kernels, settles the allocator

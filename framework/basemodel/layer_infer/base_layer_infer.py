@@ -15,6 +15,12 @@ class BaseLayerInfer:
             dist.all_reduce(x)
         return x
 
+    def _input_split_linear(self, x, weight, bias=None):
+        """x @ weight.T for a weight split along its input features (o, down): partial sums are all-reduced,
+        then the replicated bias is added once (before the sum it would count world_size times)."""
+        out = self._all_reduce(self.ops.linear(x, weight))
+        return out if bias is None else out.add_(bias)
+
     def context_forward(self, *args):
         raise NotImplementedError
 

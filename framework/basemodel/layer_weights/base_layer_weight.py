@@ -16,6 +16,13 @@ class TensorSpec:
     split_dim: int | None = None
 
 
+def weight_and_bias(attr: str, hf_prefix: str, shape: tuple, split_dim: int | None = None) -> dict:
+    """Specs of a layer with a bias (Linear, LayerNorm): `attr` <- `{hf_prefix}.weight`, `attr_bias` <- `.bias`.
+    The bias follows an output split (dim 0); after an input split it is replicated, added once after the sum."""
+    return {attr: [TensorSpec(f"{hf_prefix}.weight", tuple(shape), split_dim)],
+            f"{attr}_bias": [TensorSpec(f"{hf_prefix}.bias", (shape[0],), 0 if split_dim == 0 else None)]}
+
+
 class BaseLayerWeight:
     """Subclasses implement `tensor_specs()`: attribute name -> specs whose rank slices are concatenated
     along dim 0 into that attribute (one spec for a plain tensor, several for a fused one like qkv)."""
@@ -31,8 +38,15 @@ class BaseLayerWeight:
         self._loaded: dict[str, torch.Tensor] = {}
         self._shape_errors: dict[str, str] = {}
 
+    linear_weights: tuple[str, ...] = ()  # attributes that are matmul weights, handed to ops.linear
+
     def tensor_specs(self) -> dict[str, list[TensorSpec]]:
         raise NotImplementedError
+
+    def pack_linear_weights(self, ops) -> None:
+        """Lets the backend lay out each matmul weight the way it multiplies fastest."""
+        for attr in self.linear_weights:
+            setattr(self, attr, ops.pack_linear_weight(getattr(self, attr)))
 
     def wanted_names(self):
         return self._by_name.keys()

@@ -25,8 +25,9 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def load_hf_weights(model_dir: Path, weight_objects: list) -> None:
-    """Hands each tensor to the objects that want it, then raises one error naming every problem."""
+def load_hf_weights(model_dir: Path, weight_objects: list, base_model_prefix: str | None = None) -> None:
+    """Hands each tensor to the objects that want it, then raises one error naming every problem.
+    A name nobody wants is retried with `base_model_prefix.` in front (a checkpoint of the bare base model)."""
     wanted: dict[str, list] = {}
     for obj in weight_objects:
         for name in obj.wanted_names():
@@ -38,9 +39,10 @@ def load_hf_weights(model_dir: Path, weight_objects: list) -> None:
             raise ZooinferError(f"checkpoint shard listed in the index is missing: {path}")
         try:
             with safe_open(str(path), framework="pt") as f:
-                for name in f.keys():
+                for stored in f.keys():
+                    name = stored if stored in wanted or not base_model_prefix else f"{base_model_prefix}.{stored}"
                     for obj in wanted.get(name, ()):
-                        obj.load_hf_weight(name, f.get_tensor(name))
+                        obj.load_hf_weight(name, f.get_tensor(stored))
                     bar.update(name in wanted)
         except ZooinferError:
             raise

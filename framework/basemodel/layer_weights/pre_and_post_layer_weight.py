@@ -1,5 +1,21 @@
-from .base_layer_weight import BaseLayerWeight
+from .base_layer_weight import BaseLayerWeight, TensorSpec
 
 
 class PreAndPostLayerWeight(BaseLayerWeight):
-    """Embedding, final norm and lm_head: the weights outside the repeated layers."""
+    """Embedding, final norm and lm_head: the weights outside the repeated layers. The layer-infer templates
+    read `embed_tokens` and `lm_head`; with tie_word_embeddings the checkpoint holds no lm_head and the
+    embedding serves as both (set the family's transformers default for the key in _init_config)."""
+
+    linear_weights = ("lm_head",)
+
+    def lm_head_specs(self, hf_name: str = "lm_head.weight") -> dict[str, list[TensorSpec]]:
+        """The lm_head spec, or none when it is tied to the embedding. Replicated on every rank."""
+        c = self.config
+        if c.get("tie_word_embeddings"):
+            return {}
+        return {"lm_head": [TensorSpec(hf_name, (c["vocab_size"], c["hidden_size"]))]}
+
+    def finish(self):
+        super().finish()
+        if self.config.get("tie_word_embeddings"):
+            self.lm_head = self.embed_tokens

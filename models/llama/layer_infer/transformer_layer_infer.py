@@ -25,10 +25,8 @@ class LlamaTransformerLayerInfer(TransformerLayerInfer):
         return q, k, v.view(n, self.tp_kv_heads, self.head_dim)
 
     def _get_o(self, o, state, weight):
-        out = self._all_reduce(self.ops.linear(o, weight.o_proj))
-        return out if weight.o_bias is None else out.add_(weight.o_bias)
+        return self._input_split_linear(o, weight.o_proj, weight.o_bias)
 
     def _ffn(self, x, state, weight):
         act = self.ops.silu_and_mul(self.ops.linear(x, weight.gate_up_proj, weight.gate_up_bias))
-        out = self._all_reduce(self.ops.linear(act, weight.down_proj))
-        return out if weight.down_bias is None else out.add_(weight.down_bias)
+        return self._input_split_linear(act, weight.down_proj, weight.down_bias)

@@ -1,0 +1,1 @@
+"""Developer tools behind `zooinfer random-model` and `zooinfer compare`."""

@@ -1,0 +1,3 @@
+from .model import BloomTpPartModel
+
+__all__ = ["BloomTpPartModel"]

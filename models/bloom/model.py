@@ -1,0 +1,46 @@
+from zooinfer.basemodel import TpPartBaseModel
+from zooinfer.errors import ZooinferError
+
+from .alibi import rank_alibi_slopes
+from .layer_infer.post_layer_infer import BloomPostLayerInfer
+from .layer_infer.pre_layer_infer import BloomPreLayerInfer
+from .layer_infer.transformer_layer_infer import BloomTransformerLayerInfer
+from .layer_weights.pre_and_post_layer_weight import BloomPreAndPostLayerWeight
+from .layer_weights.transformer_layer_weight import BloomTransformerLayerWeight
+
+
+class BloomTpPartModel(TpPartBaseModel):
+    """BLOOM: ALiBi instead of positions, LayerNorm with bias (also on the embedding), fused per-head qkv,
+    GELU MLP. The infer state is the base one: ALiBi needs nothing per step."""
+    pre_and_post_weight_class = BloomPreAndPostLayerWeight
+    transformer_weight_class = BloomTransformerLayerWeight
+    pre_layer_infer_class = BloomPreLayerInfer
+    transformer_layer_infer_class = BloomTransformerLayerInfer
+    post_layer_infer_class = BloomPostLayerInfer
+    config_aliases = {"n_embed": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads"}
+    base_model_prefix = "transformer"  # bigscience's own checkpoints name tensors "h.0....", not "transformer.h.0...."
+
+    def _init_config(self):
+        super()._init_config()
+        c = self.config
+        # transformers' BloomConfig defaults, for config.json files that leave them out
+        for key, default in (("layer_norm_epsilon", 1e-5), ("apply_residual_connection_post_layernorm", False),
+                             ("tie_word_embeddings", True)):
+            c.setdefault(key, default)
+        hidden, heads = c["hidden_size"], c["num_attention_heads"]
+        if hidden % heads:
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: hidden_size={hidden} is not divisible by "
+                                f"num_attention_heads={heads}")
+        c["head_dim"] = hidden // heads
+        c["num_key_value_heads"] = heads  # no grouped-query attention
+        c["intermediate_size"] = 4 * hidden  # BloomMLP hard-codes 4h (transformers ignores n_inner too)
+
+    def max_context_length(self) -> int:
+        # ALiBi has no position table to run past, so no hard limit: the training length (seq_length, in some
+        # BLOOM configs) or 2048 (every BLOOM's), which only sizes the request-to-token table.
+        return int(self.config.get("seq_length") or 2048)
+
+    def _init_custom(self):
+        slopes = rank_alibi_slopes(self.config["num_attention_heads"], self.tp_rank, self.world_size).to(self.device)
+        for layer in self.layers_infer:
+            layer.alibi_slopes = slopes
