@@ -50,11 +50,6 @@ class Ops:
         """Tanh-approximated GELU (BLOOM, GPT-2)."""
         raise NotImplementedError
 
-    def pack_linear_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        """Called once per matmul weight [out, in] after loading; returns what linear() will get: the same
-        logical [out, in] tensor in whatever memory layout this backend multiplies fastest."""
-        return weight
-
     def linear(self, x, weight, bias=None) -> torch.Tensor:
         """x [n, in] @ weight[out, in].T (+ bias [out])."""
         raise NotImplementedError

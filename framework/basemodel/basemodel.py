@@ -82,8 +82,6 @@ class TpPartBaseModel:
         self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
         weights = [self.pre_post_weight, *self.trans_layers_weight]
         load_hf_weights(self.model_dir, weights, self.base_model_prefix)
-        for weight in weights:
-            weight.pack_linear_weights(self.ops)
 
     def _init_mem_manager(self):
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.

@@ -38,15 +38,8 @@ class BaseLayerWeight:
         self._loaded: dict[str, torch.Tensor] = {}
         self._shape_errors: dict[str, str] = {}
 
-    linear_weights: tuple[str, ...] = ()  # attributes that are matmul weights, handed to ops.linear
-
     def tensor_specs(self) -> dict[str, list[TensorSpec]]:
         raise NotImplementedError
-
-    def pack_linear_weights(self, ops) -> None:
-        """Lets the backend lay out each matmul weight the way it multiplies fastest."""
-        for attr in self.linear_weights:
-            setattr(self, attr, ops.pack_linear_weight(getattr(self, attr)))
 
     def wanted_names(self):
         return self._by_name.keys()

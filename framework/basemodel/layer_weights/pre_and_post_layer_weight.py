@@ -6,8 +6,6 @@ class PreAndPostLayerWeight(BaseLayerWeight):
     read `embed_tokens` and `lm_head`; with tie_word_embeddings the checkpoint holds no lm_head and the
     embedding serves as both (set the family's transformers default for the key in _init_config)."""
 
-    linear_weights = ("lm_head",)
-
     def lm_head_specs(self, hf_name: str = "lm_head.weight") -> dict[str, list[TensorSpec]]:
         """The lm_head spec, or none when it is tied to the embedding. Replicated on every rank."""
         c = self.config

@@ -5,8 +5,6 @@ class BloomTransformerLayerWeight(TransformerLayerWeight):
     """Attributes mirror the checkpoint names. query_key_value is laid out per head as [q, k, v] rows, so an
     output split (dim 0) hands each rank whole heads with their own q, k and v: no re-fusing needed."""
 
-    linear_weights = ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")
-
     def tensor_specs(self):
         hidden = self.config["hidden_size"]
         p = f"transformer.h.{self.layer_num}."

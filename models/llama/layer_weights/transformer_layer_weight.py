@@ -5,7 +5,6 @@ class LlamaTransformerLayerWeight(TransformerLayerWeight):
     """q/k/v fused into qkv_proj and gate/up into gate_up_proj (output-split); o and down input-split."""
 
     qkv_bias = o_bias = gate_up_bias = down_bias = None
-    linear_weights = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 
     def tensor_specs(self):
         c = self.config
