@@ -286,11 +286,11 @@ def test_one_bad_request_in_a_batch_runs_nothing(llm, assert_still_works, count_
 def test_error_inside_a_step_frees_everything(llm, monkeypatch, assert_still_works):
     step, calls = llm.runner.step, []
 
-    def failing_step(batch, is_prefill):
+    def failing_step(batch, is_prefill, next_tokens=None):
         calls.append(is_prefill)
         if len(calls) == 3:
             raise RuntimeError("injected failure")
-        return step(batch, is_prefill)
+        return step(batch, is_prefill, next_tokens)
 
     monkeypatch.setattr(llm.runner, "step", failing_step)
     with pytest.raises(RuntimeError, match="injected failure"):

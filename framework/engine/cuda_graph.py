@@ -40,9 +40,12 @@ class CudaGraphRunner:
             return None
         return b, n
 
-    def replay(self, bucket: tuple[int, int], packed: torch.Tensor) -> torch.Tensor:
-        """Logits [bucket batch, V] of the step whose padded inputs are `packed` (host int32)."""
+    def replay(self, bucket: tuple[int, int], packed: torch.Tensor, next_tokens=None) -> torch.Tensor:
+        """Logits [bucket batch, V] of the step whose padded inputs are `packed` (host int32); next_tokens,
+        if given, replaces the leading input ids on the device (the first packed field is the token ids)."""
         self.static[:packed.numel()].copy_(packed, non_blocking=True)
+        if next_tokens is not None:
+            self.static[:next_tokens.numel()].copy_(next_tokens)
         if bucket in self.graphs:
             self.stats["hits"] += 1
         else:

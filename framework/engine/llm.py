@@ -155,16 +155,31 @@ class LLM:
         for req in reqs:
             self.scheduler.add(req)
         try:
+            launched = None
             while any(r.finish_reason is None for r in reqs):
-                batch, is_prefill = self.scheduler.schedule()
-                logits = self.runner.step(batch, is_prefill)
-                tokens, logprobs = self.sampler(logits, batch)
+                batch, sampled = launched or self._launch(*self.scheduler.schedule())
+                # On a GPU, start the next decode step on the tokens still on the device, then read these back
+                # while it runs: the host's bookkeeping hides behind the device's work.
+                launched = self._launch(batch, False, sampled.tokens) if self._can_overlap(batch) else None
+                tokens, logprobs = self.sampler.to_host(sampled, batch)
                 for req, token, lp in zip(batch, tokens, logprobs):
-                    self._append(req, token, lp)
+                    if req.finish_reason is None:  # a request that finished one step ago: its extra token is dropped
+                        self._append(req, token, lp)
                 yield
         finally:  # an error or an abandoned stream must not leave slots held
             for req in reqs:
                 self.scheduler.finish(req)
+
+    def _launch(self, batch: list[Request], is_prefill: bool, next_tokens=None):
+        return batch, self.sampler.sample(self.runner.step(batch, is_prefill, next_tokens), batch)
+
+    def _can_overlap(self, batch: list[Request]) -> bool:
+        """Whether the next step is surely this batch again, one token further, with every input on the device:
+        nobody waiting to be admitted, the same running set, no request that needs its tokens on the host
+        (repetition penalty), and room in every request's budget for the token after the next."""
+        return (self.device.type == "cuda" and not self.scheduler.waiting and batch == self.scheduler.running
+                and all(r.finish_reason is None and r.params.repetition_penalty == 1.0
+                        and len(r.output_ids) + 2 <= r.params.max_new_tokens for r in batch))
 
     def _append(self, req: Request, token: int, logprob) -> None:
         req.output_ids.append(token)

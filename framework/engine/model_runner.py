@@ -34,6 +34,7 @@ class ModelRunner:
         """The step's fields as one host int32 tensor (token fields, then request fields), and its sizes."""
         ids, positions, seq_lens, ready, starts = [], [], [], [], []
         for req in batch:
+            # a decode step's token is the last one known, or a placeholder that next_tokens overwrites
             new = req.all_ids[req.cached_len:] if is_prefill else req.all_ids[-1:]
             starts.append(len(ids))
             ids += new
@@ -56,18 +57,21 @@ class ModelRunner:
         packed, n_tokens, n_reqs, max_new_len, max_len = self._pack(batch, is_prefill, None)
         return unpack(packed.to(self.device, non_blocking=True), n_tokens, n_reqs, is_prefill, max_new_len, max_len)
 
-    def step(self, batch: list[Request], is_prefill: bool) -> torch.Tensor:
-        """Runs one step and returns the float32 logits of each request's last token [len(batch), V]."""
-        bucket = None if is_prefill or self.graphs is None else self.graphs.bucket_for(batch, self._max_len(batch))
+    def step(self, batch: list[Request], is_prefill: bool, next_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Runs one step and returns the float32 logits of each request's last token [len(batch), V].
+
+        next_tokens: a decode step's input tokens still on the device (sampled by the step before, not yet
+        read back): the step is launched without waiting for them to reach the host."""
+        max_len = max(r.cached_len + 1 for r in batch)
+        bucket = None if is_prefill or self.graphs is None else self.graphs.bucket_for(batch, max_len)
         if bucket is None:
-            logits = self.model.forward(self.build_input(batch, is_prefill))
+            inp = self.build_input(batch, is_prefill)
+            if next_tokens is not None:
+                inp.input_ids.copy_(next_tokens)
+            logits = self.model.forward(inp)
         else:
             packed, *_ = self._pack(batch, is_prefill, bucket[0])
-            logits = self.graphs.replay(bucket, packed)[:len(batch)]
-        for req in batch:
-            req.cached_len = len(req.all_ids)  # every token so far now has its keys and values in the pool
+            logits = self.graphs.replay(bucket, packed, next_tokens)[:len(batch)]
+        for req in batch:  # the step's tokens now have their keys and values in the pool
+            req.cached_len = len(req.all_ids) if is_prefill else req.cached_len + 1
         return logits
-
-    @staticmethod
-    def _max_len(batch) -> int:
-        return max(len(r.all_ids) for r in batch)

@@ -1,11 +1,20 @@
 """Next-token choice for a batch: repetition penalty, temperature, top-k, top-p, seeded draws, logprobs.
 
-Everything stays on the device until the one host transfer per step at the end."""
+`sample` stays on the device (no host sync), so the engine can launch the next step before `to_host`
+brings the tokens back."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from .request import Request
+
+
+@dataclass
+class Sampled:
+    tokens: torch.Tensor  # [B] chosen token ids, on the device
+    logprobs: tuple | None  # (top values, top ids, chosen token's) on the device, when a request asked for them
 
 
 class Sampler:
@@ -15,13 +24,15 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor, reqs: list[Request]):
         """logits [B, V] float32 -> (token ids, per-request logprob dicts or None)."""
-        raw = logits
-        logits = self._penalize(logits, reqs)
+        return self.to_host(self.sample(logits, reqs), reqs)
+
+    def sample(self, logits: torch.Tensor, reqs: list[Request]) -> Sampled:
+        penalized = self._penalize(logits, reqs)
         if all(r.params.greedy for r in reqs):
-            tokens = logits.argmax(dim=-1)
+            tokens = penalized.argmax(dim=-1)
         else:
-            tokens = self._sample(logits, reqs)
-        return tokens.tolist(), self._logprobs(raw, tokens, reqs)
+            tokens = self._sample(penalized, reqs)
+        return Sampled(tokens, self._logprobs(logits, tokens, reqs))
 
     def _penalize(self, logits, reqs):
         """transformers' rule: a seen token's logit is divided by the penalty when positive, else multiplied."""
@@ -42,7 +53,7 @@ class Sampler:
         scaled = logits / temps[:, None]
         top_k = [p.top_k if p.top_k > 0 else scaled.shape[-1] for p in params]
         top_p = torch.tensor([p.top_p for p in params], device=logits.device)
-        if min(top_k) < scaled.shape[-1] or (top_p < 1).any():
+        if min(top_k) < scaled.shape[-1] or any(p.top_p < 1 for p in params):
             scaled = self._filter(scaled, top_k, top_p)
         probs = torch.softmax(scaled, dim=-1)
         # Exponential race: argmax(p / E) with E ~ Exp(1) draws from p, one noise row per request so a seeded
@@ -66,20 +77,24 @@ class Sampler:
 
     @staticmethod
     def _logprobs(raw, tokens, reqs):
+        """The unmodified distribution's top-N and chosen-token log-probabilities, still on the device."""
         wanted = [r.params.logprobs for r in reqs]
         if all(n is None for n in wanted):
-            return [None] * len(reqs)
+            return None
         logprobs = torch.log_softmax(raw, dim=-1)
         n = max(w or 0 for w in wanted)
         top_vals, top_ids = logprobs.topk(n, dim=-1) if n else (logprobs[:, :0], tokens[:, None][:, :0])
-        chosen = logprobs.gather(1, tokens[:, None]).squeeze(1)
-        top_vals, top_ids, chosen = top_vals.tolist(), top_ids.tolist(), chosen.tolist()
+        return top_vals, top_ids, logprobs.gather(1, tokens[:, None]).squeeze(1)
+
+    @staticmethod
+    def to_host(sampled: Sampled, reqs: list[Request]):
+        """(token ids, per-request {token: logprob} dicts or None): the step's transfer to the host."""
+        tokens = sampled.tokens.tolist()
+        if sampled.logprobs is None:
+            return tokens, [None] * len(reqs)
+        top_vals, top_ids, chosen = (t.tolist() for t in sampled.logprobs)
         out = []
-        for i, (w, tok) in enumerate(zip(wanted, tokens.tolist())):
-            if w is None:
-                out.append(None)
-                continue
-            d = dict(zip(top_ids[i][:w], top_vals[i][:w]))
-            d[tok] = chosen[i]
-            out.append(d)
-        return out
+        for i, (req, tok) in enumerate(zip(reqs, tokens)):
+            n = req.params.logprobs
+            out.append(None if n is None else {**dict(zip(top_ids[i][:n], top_vals[i][:n])), tok: chosen[i]})
+        return tokens, out
