@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from common import print_table, timed
@@ -41,9 +40,7 @@ def random_checkpoint(config_path: Path, out: Path):
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02) if p.dim() > 1 else p.fill_(1.0)
-    config.save_pretrained(out)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    model.save_pretrained(out)  # handles tied embeddings, unlike a raw safetensors dump
     return model, config
 
 
@@ -102,12 +99,13 @@ def bench(config_path: Path, args, bandwidth):
         many = prompts(args.requests, 512, vocab, seed=1)
         zoo_throughput = args.requests * 128 / zoo_rate(llm, many, 128, repeat=1)
         stats = llm.get_stats()
+        slots = stats["kv_cache"]["slots"]
         del llm
         gc.collect()
         torch.cuda.empty_cache()
         return [config_path.stem, f"{weight_bytes / 1e9:.2f}", f"{limit:.0f}", zoo_b1, f"{100 * zoo_b1 / limit:.0f}%",
                 hf_b1, f"{100 * hf_b1 / limit:.0f}%", zoo_prefill, hf_prefill, zoo_throughput, hf_throughput,
-                json.dumps(stats["cuda_graph"])]
+                f"{slots} ({slots // 640} x 640)", json.dumps(stats["cuda_graph"])]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -123,12 +121,15 @@ def main():
     ap.add_argument("--eager", action="store_true", help="no CUDA graphs")
     args = ap.parse_args()
     bandwidth = copy_bandwidth()
-    rows = [bench(path, args, bandwidth) for path in args.configs]
-    print_table(f"bf16, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + written); "
-                f"limit = decode steps/s if each reads every weight once",
-                ["shape", "weights GB", "limit tok/s", "zooinfer b1 tok/s", "% limit", "HF b1 tok/s", "HF % limit",
-                 "zooinfer prefill 8x1024 tok/s", "HF prefill tok/s", f"zooinfer offline {args.requests}x(512+128) gen tok/s",
-                 f"HF batch {args.hf_batch}x(512+128) gen tok/s", "graph stats"], rows)
+    rows = []
+    for path in args.configs:  # the table so far after each shape, so a late failure loses nothing
+        rows.append(bench(path, args, bandwidth))
+        print_table(f"bf16, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + written); "
+                    f"limit = decode steps/s if each reads every weight once",
+                    ["shape", "weights GB", "limit tok/s", "zooinfer b1 tok/s", "% limit", "HF b1 tok/s",
+                     "HF % limit", "zooinfer prefill 8x1024 tok/s", "HF prefill tok/s",
+                     f"zooinfer offline {args.requests}x(512+128) gen tok/s",
+                     f"HF batch {args.hf_batch}x(512+128) gen tok/s", "KV slots", "graph stats"], rows)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ def main():
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--kernels", action="store_true", help="GPU time per kernel (eager, so the profiler sees each)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").exists() else None) as work:
         random_model(work, config_file=args.config, dtype="bfloat16" if args.device != "cpu" else "float32")
         llm = LLM(work, device=args.device, enforce_eager=args.kernels)
         params = SamplingParams(max_new_tokens=args.tokens, temperature=0, ignore_eos=True)
-        prompts = [[5] * 32] * args.batch
+        prompts = [[5] * args.prompt_len] * args.batch
         llm.generate(prompt_token_ids=prompts, sampling_params=params)
         start = time.perf_counter()
         llm.generate(prompt_token_ids=prompts, sampling_params=params)

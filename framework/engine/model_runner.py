@@ -29,6 +29,7 @@ class ModelRunner:
         self.scheduler = scheduler
         self.graphs = graphs  # a CudaGraphRunner for decode steps, or None to run every step eagerly
         self.device = model.device
+        self._staging = [torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32)]
 
     def _pack(self, batch: list[Request], is_prefill: bool, pad_to: int | None):
         """The step's fields as one host int32 tensor (token fields, then request fields), and its sizes."""
@@ -50,8 +51,20 @@ class ModelRunner:
             ids, slots, positions = ids + [0] * extra, slots + [kv.pad_slot] * extra, positions + [0] * extra
             rows, seq_lens, ready = rows + [kv.pad_row] * extra, seq_lens + [0] * extra, ready + [0] * extra
             starts += range(len(batch), pad_to)
-        packed = torch.tensor(ids + slots + positions + rows + seq_lens + ready + starts, dtype=torch.int32)
+        packed = self._stage(ids + slots + positions + rows + seq_lens + ready + starts)
         return packed, len(ids), len(rows), max_new_len, max_len
+
+    def _stage(self, values: list[int]) -> torch.Tensor:
+        """values as a host int32 tensor; on a GPU in pinned memory, so that the copy to the device is truly
+        asynchronous (from pageable memory it may wait for the device to drain, undoing the step overlap).
+        Two buffers take turns: the one filled two steps ago has surely been copied by now."""
+        host = torch.tensor(values, dtype=torch.int32)
+        if self.device.type != "cuda":
+            return host
+        self._staging.reverse()
+        if self._staging[0].numel() < host.numel():
+            self._staging[0] = torch.empty(max(host.numel(), 4096), dtype=torch.int32, pin_memory=True)
+        return self._staging[0][:host.numel()].copy_(host)
 
     def build_input(self, batch: list[Request], is_prefill: bool) -> ModelInput:
         packed, n_tokens, n_reqs, max_new_len, max_len = self._pack(batch, is_prefill, None)
