@@ -13,7 +13,7 @@ from transformers.models.bloom.modeling_bloom import _get_alibi_slopes
 
 from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
-from zooinfer.engine.llm import read_config
+from zooinfer.engine.loading import read_config
 from zooinfer.models.bloom import BloomTpPartModel
 from zooinfer.models.bloom.alibi import alibi_slopes, rank_alibi_slopes
 from zooinfer.plugins.torch_backend.backend import TorchBackend

@@ -1,7 +1,7 @@
 """Llama against Hugging Face transformers: tiny random configs covering every option, float32."""
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import LlamaConfig
 
 from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams

@@ -1,10 +1,8 @@
 """The offline API: LLM(model).generate(prompts, SamplingParams(...)) -> [RequestOutput]."""
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 
@@ -13,15 +11,13 @@ from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
 
 from .cuda_graph import CudaGraphRunner
+from .loading import eos_ids, load_tokenizer, parse_device, read_config, resolve_dtype
 from .memory import kv_slots_from_free_memory
 from .model_runner import ModelRunner
 from .request import Request, RequestOutput
 from .sampler import Sampler
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
-
-_DTYPES = {"float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,
-           "bfloat16": torch.bfloat16}
 
 
 class LLM:
@@ -203,51 +199,3 @@ class LLM:
         """The tokenizer's chat template applied to one user message, ready for generation."""
         return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
                                                   add_generation_prompt=True)
-
-
-def read_config(model_dir: Path) -> dict:
-    path = model_dir / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ZooinferError(f"cannot read {path}: {exc}") from None
-    if not isinstance(config, dict) or "model_type" not in config:
-        raise ZooinferError(f"{path} has no model_type")
-    return config
-
-
-def parse_device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ZooinferError(f"invalid device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ZooinferError(f"device {device!r} asked for, but CUDA is not available here")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
-
-
-def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype:
-    if dtype == "auto":
-        if device.type == "cpu":
-            return torch.float32
-        dtype = config.get("torch_dtype") or config.get("dtype") or "float32"
-    if dtype not in _DTYPES:
-        raise ZooinferError(f"unknown dtype {dtype!r}; choose auto, {', '.join(_DTYPES)}")
-    return _DTYPES[dtype]
-
-
-def load_tokenizer(model_dir: Path):
-    if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return None
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(model_dir)
-
-
-def eos_ids(config: dict, tokenizer) -> set[int]:
-    ids = config.get("eos_token_id")
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    if tokenizer is not None and tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids

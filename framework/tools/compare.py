@@ -143,7 +143,7 @@ def compare(model_dir: str, prompt_len: int = 16, batch_size: int = 2, steps: in
     from transformers.utils import logging as hf_logging
 
     from zooinfer import LLM
-    from zooinfer.engine.llm import parse_device, read_config, resolve_dtype
+    from zooinfer.engine.loading import parse_device, read_config, resolve_dtype
     from zooinfer.model_source import resolve_model
 
     for name, value, least in (("prompt-len", prompt_len, 1), ("batch-size", batch_size, 1), ("steps", steps, 1),

@@ -138,7 +138,7 @@ def write_random_model(out_dir: str | Path, config, dtype: torch.dtype, seed: in
 def random_model(out_dir: str | Path, arch: str | None = None, config_file: str | Path | None = None,
                  seed: int = 0, dtype: str | None = None, **shape) -> str:
     """The whole `zooinfer random-model` command; returns a one-line summary of what it wrote."""
-    from zooinfer.engine.llm import resolve_dtype
+    from zooinfer.engine.loading import resolve_dtype
 
     config, file_dtype = build_config(arch, config_file, **shape)
     torch_dtype = resolve_dtype(dtype or file_dtype or "float32", torch.device("cpu"), {})

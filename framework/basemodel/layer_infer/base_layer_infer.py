@@ -17,7 +17,10 @@ class BaseLayerInfer:
 
     def _input_split_linear(self, x, weight, bias=None):
         """x @ weight.T for a weight split along its input features (o, down): partial sums are all-reduced,
-        then the replicated bias is added once (before the sum it would count world_size times)."""
+        then the replicated bias is added once (before the sum it would count world_size times). On one rank
+        the bias goes into the matmul itself, saving a kernel."""
+        if self.world_size == 1:
+            return self.ops.linear(x, weight, bias)
         out = self._all_reduce(self.ops.linear(x, weight))
         return out if bias is None else out.add_(bias)
 
