@@ -5,6 +5,7 @@ import torch
 from transformers import LlamaConfig
 
 from hf_reference import assert_greedy_matches, save_random_model
+import test_bloom_parity as bloom
 from test_llama_parity import BASE, CONFIGS, PROMPTS
 from triton_mode import import_kernels, interpreter
 from zooinfer import LLM, SamplingParams
@@ -13,6 +14,7 @@ import_kernels()
 DEVICE = "cpu" if not torch.cuda.is_available() else "cuda"
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0, logprobs=0, ignore_eos=True)
 LLAMA_CASES = ["gqa", "mqa", "head_dim_from_config", "attention_and_mlp_bias", "rope_llama3"]
+BLOOM_CASES = ["heads3", "heads5_post", "heads12", "untied_lm_head"]  # ALiBi slopes of odd head counts, both residuals
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,4 +35,10 @@ def run_and_compare(hf, path):
 @pytest.mark.parametrize("name", LLAMA_CASES)
 def test_llama_through_triton_kernels(name, tmp_path):
     hf = save_random_model(LlamaConfig(**{**BASE, **CONFIGS[name]}), tmp_path)
+    run_and_compare(hf, tmp_path)
+
+
+@pytest.mark.parametrize("name", BLOOM_CASES)
+def test_bloom_through_triton_kernels(name, tmp_path):
+    hf = save_random_model(bloom.bloom_config(**bloom.CONFIGS[name]), tmp_path)
     run_and_compare(hf, tmp_path)
