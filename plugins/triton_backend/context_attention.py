@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 
 from ._checks import check_attention, fail, interpreted
-from ._lang import max_, sum_
+from ._flash import block_scores, load_kv_block, online_softmax_step
 
 LOG2E = 1.4426950408889634
 
@@ -50,30 +50,14 @@ def _context_attention_kernel(
     for n_start in range(0, end, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
-        slots = tl.load(table_row + offs_n, mask=n_mask, other=0).to(tl.int64)
-        k = tl.load(kv_ptr + slots[None, :] * stride_ks + kv_head * stride_kh + dims[:, None],
-                    mask=n_mask[None, :] & d_mask[:, None], other=0.0)  # [BLOCK_D, BLOCK_N]
-        v = tl.load(kv_ptr + slots[:, None] * stride_ks + (HK + kv_head) * stride_kh + dims[None, :],
-                    mask=n_mask[:, None] & d_mask[None, :], other=0.0)  # [BLOCK_N, BLOCK_D]
-        if DOT_F32:
-            qk = tl.dot(q, k.to(tl.float32), input_precision="ieee")  # no TF32: float32 runs are exact checks
-        else:
-            qk = tl.dot(q, k)
-        qk = qk * scale_log2  # exp2 of log2-scaled scores equals exp of the scores, and is cheaper
+        k, v = load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask)
+        qk = block_scores(q, k, DOT_F32) * scale_log2
         rel = offs_n[None, :] - q_pos[:, None]
         if HAS_ALIBI:
             qk += slope * rel.to(tl.float32)
         qk = tl.where((rel <= 0) & n_mask[None, :], qk, float("-inf"))
-        # Key 0 is in the first block and visible to every query, so m_new is finite from then on.
-        m_new = tl.maximum(m_i, max_(qk, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + sum_(p, axis=1)
-        if DOT_F32:
-            acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+        # Key 0 is in the first block and visible to every query, so every row has a finite score.
+        m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc, DOT_F32)
     out = acc / l_i[:, None]
     tl.store(out_ptr + (start + offs_m)[:, None] * stride_ot + head * stride_oh + dims[None, :],
              out.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & d_mask[None, :])

@@ -11,7 +11,7 @@ import triton
 import triton.language as tl
 
 from ._checks import check_attention, fail, interpreted
-from ._lang import max_, sum_
+from ._flash import block_scores, load_kv_block, online_softmax_step
 
 LOG2E = 1.4426950408889634
 
@@ -51,28 +51,12 @@ def _split_kernel(
     for n_start in range(split_start, split_end, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < split_end
-        slots = tl.load(table_row + offs_n, mask=n_mask, other=0).to(tl.int64)
-        k = tl.load(kv_ptr + slots[None, :] * stride_ks + kv_head * stride_kh + dims[:, None],
-                    mask=n_mask[None, :] & d_mask[:, None], other=0.0)  # [BLOCK_D, BLOCK_N]
-        v = tl.load(kv_ptr + slots[:, None] * stride_ks + (HK + kv_head) * stride_kh + dims[None, :],
-                    mask=n_mask[:, None] & d_mask[None, :], other=0.0)  # [BLOCK_N, BLOCK_D]
-        if DOT_F32:
-            qk = tl.dot(q, k.to(tl.float32), input_precision="ieee")  # no TF32: float32 runs are exact checks
-        else:
-            qk = tl.dot(q, k)
-        qk = qk * scale_log2  # log2 domain: exp2 is cheaper than exp
+        k, v = load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask)
+        qk = block_scores(q, k, DOT_F32) * scale_log2
         if HAS_ALIBI:  # the query sits at position seq_len - 1
             qk += slopes[:, None] * (offs_n - (seq_len - 1)).to(tl.float32)[None, :]
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, max_(qk, axis=1))  # finite: every split holds at least one key
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(qk - m_new[:, None])
-        l_i = l_i * alpha + sum_(p, axis=1)
-        if DOT_F32:
-            acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc, DOT_F32)  # every split holds a key
     mid = mid_o_ptr + b * stride_mb + heads[:, None] * stride_mh + split * stride_ms + dims[None, :]
     tl.store(mid, acc / l_i[:, None], mask=h_mask[:, None] & d_mask[None, :])
     tl.store(mid_lse_ptr + b * stride_lb + heads * stride_lh + split, m_i + tl.log2(l_i), mask=h_mask)
