@@ -12,4 +12,4 @@ def zooinfer_register_models(registry):
 
 @hookspec
 def zooinfer_register_backends(registry):
-    """Register op backends: registry.register(name, cls_or_"module:Class")."""
+    """Register op backends: registry.register(name, cls_or_"module:Class", override=False)."""

@@ -5,6 +5,11 @@ heads (on this rank), D = head dim, V = vocabulary, S = KV-pool slots, R x L = r
 Index tensors (slots, request rows, lengths, the request-to-token table) are int32. Activations share the
 model's run dtype; norms, rotary and attention accumulate in float32. The torch backend (plugins/) is the
 reference implementation of every op; a new backend subclasses it and overrides what it accelerates.
+
+Rules every op keeps: it leaves its inputs unchanged (except rotary's q, k and store_kv's cache, which it
+updates in place); store_kv's slots may repeat (the padded rows of a CUDA-graph batch all write the pool's
+spare slot). Decode-step ops (everything but context_attention) must run under CUDA-graph capture: no host
+sync, launch sizes from host ints only, and rows with b_seq_len 0 cost little and yield zeros.
 """
 from __future__ import annotations
 
