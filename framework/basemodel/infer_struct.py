@@ -30,9 +30,5 @@ class InferStateInfo(ModelInput):
     def build(cls, inp: ModelInput, kv_cache) -> "InferStateInfo":
         return cls(**{f.name: getattr(inp, f.name) for f in fields(ModelInput)}, kv_cache=kv_cache)
 
-    @property
-    def batch_size(self) -> int:
-        return self.b_req_idx.shape[0]
-
     def init_some_extra_state(self, model) -> None:
         """Hook for a family's per-step precomputation (rotary cos/sin, ...)."""

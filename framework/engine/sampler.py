@@ -22,11 +22,8 @@ class Sampler:
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)  # for requests without a seed
 
-    def __call__(self, logits: torch.Tensor, reqs: list[Request]):
-        """logits [B, V] float32 -> (token ids, per-request logprob dicts or None)."""
-        return self.to_host(self.sample(logits, reqs), reqs)
-
     def sample(self, logits: torch.Tensor, reqs: list[Request]) -> Sampled:
+        """logits [B, V] float32 -> the chosen tokens (and logprobs), still on the device."""
         penalized = self._penalize(logits, reqs)
         if all(r.params.greedy for r in reqs):
             tokens = penalized.argmax(dim=-1)
