@@ -346,3 +346,10 @@ def test_sampling_params_of_the_wrong_type(llm, params, assert_still_works):
         llm.generate(prompt_token_ids=GOOD_PROMPT, sampling_params=params)
     one_line(exc, "sampling_params")
     assert_still_works()
+
+
+@pytest.mark.parametrize("fraction", [0, 1.5, -0.1])
+def test_invalid_gpu_memory_fraction(tiny_llama_dir, fraction):
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tiny_llama_dir), gpu_memory_fraction=fraction)
+    one_line(exc, "gpu_memory_fraction", fraction)

@@ -29,14 +29,14 @@ class LLM:
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
+        if not 0 < gpu_memory_fraction <= 1:
+            raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
         self.model_dir = resolve_model(model)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
         self.device = parse_device(device)
         self.dtype = resolve_dtype(dtype, self.device, self.config)
         ops = select_backend(backend, str(self.device))(self.device)
-        if not 0 < gpu_memory_fraction <= 1:
-            raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
         on_gpu = self.device.type == "cuda"
         size_from_memory = on_gpu and kv_cache_tokens is None
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,
