@@ -18,6 +18,7 @@ import torch
 import yaml
 from transformers import AutoConfig, AutoModelForCausalLM
 
+import gpt_fast_anchor
 from common import print_table, timed
 from zooinfer import LLM, SamplingParams
 
@@ -86,6 +87,8 @@ def bench(config_path: Path, args, bandwidth):
                         do_sample=False, pad_token_id=0)
         torch.cuda.synchronize()
         hf_throughput = args.hf_batch * 128 / (time.perf_counter() - start)
+        anchor_b1 = (gpt_fast_anchor.decode_rate(hf, one[0], args.new_tokens) if config.model_type == "llama"
+                     else float("nan"))
         del hf
         gc.collect()
         torch.cuda.empty_cache()
@@ -104,7 +107,8 @@ def bench(config_path: Path, args, bandwidth):
         gc.collect()
         torch.cuda.empty_cache()
         return [config_path.stem, f"{weight_bytes / 1e9:.2f}", f"{limit:.0f}", zoo_b1, f"{100 * zoo_b1 / limit:.0f}%",
-                hf_b1, f"{100 * hf_b1 / limit:.0f}%", zoo_prefill, hf_prefill, zoo_throughput, hf_throughput,
+                hf_b1, f"{100 * hf_b1 / limit:.0f}%", anchor_b1, f"{100 * anchor_b1 / limit:.0f}%",
+                zoo_prefill, hf_prefill, zoo_throughput, hf_throughput,
                 f"{slots} ({slots // 640} x 640)", json.dumps(stats["cuda_graph"])]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -127,7 +131,8 @@ def main():
         print_table(f"bf16, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + written); "
                     f"limit = decode steps/s if each reads every weight once",
                     ["shape", "weights GB", "limit tok/s", "zooinfer b1 tok/s", "% limit", "HF b1 tok/s",
-                     "HF % limit", "zooinfer prefill 8x1024 tok/s", "HF prefill tok/s",
+                     "HF % limit", "compile anchor b1 tok/s", "anchor % limit",
+                     "zooinfer prefill 8x1024 tok/s", "HF prefill tok/s",
                      f"zooinfer offline {args.requests}x(512+128) gen tok/s",
                      f"HF batch {args.hf_batch}x(512+128) gen tok/s", "KV slots", "graph stats"], rows)
 
