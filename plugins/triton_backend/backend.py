@@ -1,5 +1,6 @@
-"""The triton backend: TorchBackend with Triton kernels for the hot ops; embedding and linear stay on torch
-(cuBLAS is hard to beat). On CPU it runs only under TRITON_INTERPRET=1, which CI uses to push a whole model
+"""The triton backend: TorchBackend with Triton kernels for the hot ops; embedding stays on torch, and linear
+too except a single row on a GPU (batch-1 decode), where a matrix-vector kernel streams weights faster than
+cuBLAS. On CPU it runs only under TRITON_INTERPRET=1, which CI uses to push a whole model
 through the kernels without a GPU.
 
 This module imports triton only when a backend is built, so the registry can resolve the class and ask
@@ -40,8 +41,8 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import activation, context_attention, norm, rotary, store_kv, token_attention
-        self._norm, self._rotary, self._activation = norm, rotary, activation
+        from . import activation, context_attention, matvec, norm, rotary, store_kv, token_attention
+        self._norm, self._rotary, self._activation, self._matvec = norm, rotary, activation, matvec
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
     def rmsnorm(self, x, weight, eps, residual=None):
@@ -58,6 +59,12 @@ class TritonBackend(TorchBackend):
 
     def gelu(self, x):
         return self._activation.gelu(x)
+
+    def linear(self, x, weight, bias=None):
+        # Only on a GPU: under the interpreter the kernel is a correctness harness, tested on its own.
+        if x.device.type == "cuda" and x.dim() == 2 and x.shape[0] == 1 and weight.dtype == x.dtype:
+            return self._matvec.matvec(x, weight, bias)
+        return super().linear(x, weight, bias)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
