@@ -121,7 +121,9 @@ def _greedy_on_rank(model_dir, rank, world, port, prompts, steps, results):
     run = zooinfer_greedy(model, prompts, steps)
     if results is None:
         return run
-    results.put((rank, run.tokens, torch.stack(run.logits)))
+    # Plain lists, not a tensor: a tensor crosses the queue as a shared-memory handle that dies with this process,
+    # which may exit before the parent reads it.
+    results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
     dist.destroy_process_group()
 
 
@@ -150,4 +152,4 @@ def test_tensor_parallel_matches_single_rank(heads, world, tmp_path):
     assert all(p.exitcode == 0 for p in procs)
     for rank, tokens, logits in outs:
         assert tokens == single.tokens, rank
-        torch.testing.assert_close(logits, torch.stack(single.logits), atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)
