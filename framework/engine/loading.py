@@ -20,6 +20,8 @@ def read_config(model_dir: Path) -> dict:
         raise ZooinferError(f"cannot read {path}: {exc}") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ZooinferError(f"{path} has no model_type")
+    if not isinstance(config["model_type"], str):
+        raise ZooinferError(f"{path}: model_type must be a string, got {config['model_type']!r}")
     return config
 
 
