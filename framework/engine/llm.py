@@ -31,7 +31,7 @@ class LLM:
                 raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
         if not 0 < gpu_memory_fraction <= 1:
             raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
-        self.model_dir = resolve_model(model)
+        self.model_dir = resolve_model(model, dtype)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
         self.device = parse_device(device)
