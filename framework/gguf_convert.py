@@ -240,8 +240,12 @@ def _save_tokenizer(src: Path, out: Path) -> None:
     """Rebuild the tokenizer (with chat template) from GGUF metadata through transformers."""
     from transformers import AutoTokenizer
 
+    from zooinfer.tokenizer_source import first_line, refuse_custom_code, wants_custom_code
+
     try:
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name, trust_remote_code=False)
-    except Exception as e:
-        raise ZooinferError(f"{src}: cannot build a tokenizer from its metadata ({e})") from e
+    except Exception as e:  # a tokenizer_config.json beside the file may ask for custom code: never run it
+        if wants_custom_code(e):
+            raise refuse_custom_code(src.parent) from None
+        raise ZooinferError(f"{src}: cannot build a tokenizer from its metadata ({first_line(e)})") from None
     tok.save_pretrained(out)

@@ -48,10 +48,8 @@ def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype
 
 
 def load_tokenizer(model_dir: Path):
-    if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return None
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(model_dir)
+    from zooinfer.tokenizer_source import load_tokenizer as load_safely
+    return load_safely(model_dir)
 
 
 def eos_ids(config: dict, tokenizer) -> set[int]:
