@@ -26,8 +26,8 @@ def _stop(thread: threading.Thread) -> None:
 def render_chat_template(tokenizer, messages: list[dict], where, timeout_s: float | None = None,
                          **kwargs) -> str:
     """tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs) within
-    timeout_s seconds (default CHAT_TEMPLATE_TIMEOUT_S). Raises ZooinferError naming `where` (the model) for an overrun or any template error:
-    a syntax error, an undefined variable, or the template's own raise_exception("...")."""
+    timeout_s seconds (default CHAT_TEMPLATE_TIMEOUT_S). Raises ZooinferError naming `where` (the model) for an
+    overrun or any template error: a syntax error, an undefined variable, or the template's raise_exception()."""
     timeout_s = CHAT_TEMPLATE_TIMEOUT_S if timeout_s is None else timeout_s
     result: dict = {}
 

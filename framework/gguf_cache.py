@@ -3,8 +3,9 @@
 An entry is keyed by the GGUF's full content digest and the dtype it was converted to, so two different files
 never share an entry and a reinstalled copy of the same file reuses it. Hashing a large file takes seconds, so
 each path's digest is remembered in a small index (index.json) under its size, mtime, ctime and inode: a warm
-start only stats the file (and an edit in place that restores the mtime still changes the ctime). An entry is complete when it holds a marker listing its files and their sizes; it is built
-in a locked temporary folder and renamed into place. Each conversion also sweeps away what the cache no longer
+start only stats the file (and an edit in place that restores the mtime still changes the ctime). An entry is
+complete when it holds a marker listing its files and their sizes; it is built in a locked temporary folder and
+renamed into place. Each conversion also sweeps away what the cache no longer
 needs: temporary folders of killed conversions and entries superseded by a changed source file.
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Why a conversion rather than loading GGUF directly: every model in zooinfer loads Hugging Face
 names from safetensors, so one converter (cached by ``zooinfer.gguf_cache``) lets a GGUF run
 through exactly the same code as any checkpoint. Weights are dequantized to float32 with the
-``gguf`` package alone (then cast to the dtype the model runs in); only the tokenizer goes through transformers, which already knows how
-to rebuild a fast tokenizer (and chat template) from GGUF metadata.
+``gguf`` package alone (then cast to the dtype the model runs in); only the tokenizer goes through
+transformers, which already knows how to rebuild a fast tokenizer (and chat template) from GGUF metadata.
 """
 from __future__ import annotations
 
@@ -221,7 +221,8 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype
             if not np.isfinite(w).all():
                 raise ZooinferError(f"tensor {t.name} holds NaN or infinite values")
             w = np.ascontiguousarray(w)
-            tensors[hf] = torch.from_numpy(w if w.flags.writeable else w.copy()).to(dtype)  # F32 data is a read-only map
+            # F32 tensors come back as views of the read-only file map: torch wants writable memory
+            tensors[hf] = torch.from_numpy(w if w.flags.writeable else w.copy()).to(dtype)
     except ZooinferError as e:
         raise ZooinferError(f"{src}: {e}") from e
     except Exception as e:  # e.g. tensor data cut short, a required llama.* key missing

@@ -91,4 +91,5 @@ def test_bfloat16_checkpoint_still_loads(tiny_llama_dir, tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     engine = LLM(str(tmp_path), dtype="float32")
     assert engine.model.vocab_size == config["vocab_size"]
-    assert len(engine.generate(prompt_token_ids=[1, 2], sampling_params=SamplingParams(max_new_tokens=2))[0].token_ids) == 2
+    out = engine.generate(prompt_token_ids=[1, 2], sampling_params=SamplingParams(max_new_tokens=2))[0]
+    assert len(out.token_ids) == 2

@@ -98,7 +98,8 @@ def test_converts_in_the_run_dtype(tmp_path, cache):
         assert w.dtype == torch.bfloat16 and torch.equal(w, w32[name].bfloat16()), name
     llm = LLM(str(f), dtype="bfloat16")
     assert llm.model_dir == bf16 and llm.model.pre_post_weight.embed_tokens.dtype == torch.bfloat16
-    assert len(llm.generate(prompt_token_ids=[1, 2, 3], sampling_params=SamplingParams(max_new_tokens=3))[0].token_ids) == 3
+    out = llm.generate(prompt_token_ids=[1, 2, 3], sampling_params=SamplingParams(max_new_tokens=3))[0]
+    assert len(out.token_ids) == 3
 
 
 @pytest.mark.parametrize("damage", ["truncated", "no_marker", "missing_file"])
@@ -191,7 +192,8 @@ FORGED = {  # GGUF edits -> what the one-line error must name
     "embedding_length": (dict(sizes={"embedding_length": 10**9}), ["llama.embedding_length=1000000000",
                                                                     "token_embd"]),
     "head_count": (dict(sizes={"attention.head_count": 10**9}), ["head_count=1000000000", "embedding_length=32"]),
-    "head_count_kv": (dict(sizes={"attention.head_count_kv": 4}), ["llama.attention.head_count_kv=4", "blk.0.attn_k.weight"]),
+    "head_count_kv": (dict(sizes={"attention.head_count_kv": 4}), ["llama.attention.head_count_kv=4",
+                                                                   "blk.0.attn_k.weight"]),
     "feed_forward_length": (dict(sizes={"feed_forward_length": 10**9}), ["llama.feed_forward_length=1000000000"]),
     "context_length": (dict(sizes={"context_length": 10**12}), ["llama.context_length=1000000000000"]),
     "zero_heads": (dict(sizes={"attention.head_count": 0}), ["llama.attention.head_count", "0"]),
