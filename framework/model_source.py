@@ -58,7 +58,12 @@ def _converted(gguf: Path, dtype: str) -> Path:
 
     # "auto" is float32: the GGUF's weights are dequantized to float32, and a CPU runs float32 by default.
     run_dtype = resolve_dtype(dtype, torch.device("cpu"), {})
-    return converted(gguf, run_dtype, cache_dir())
+    cache = cache_dir()
+    try:
+        return converted(gguf, run_dtype, cache)
+    except OSError as exc:  # an unwritable cache or an unreadable file: say which, in one line
+        raise ZooinferError(f"cannot convert {gguf} into the cache {cache}: {exc.strerror or exc} "
+                            f"({exc.filename}); set ZOOINFER_CACHE_DIR to a writable folder") from None
 
 
 def resolve_model(model: str | os.PathLike | None, dtype: str = "auto") -> Path:

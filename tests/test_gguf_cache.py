@@ -218,3 +218,13 @@ def test_forged_gguf_is_refused_before_caching(name, tmp_path, cache):
     _write_tiny(good)
     out = LLM(str(good)).generate(prompt_token_ids=[1, 2], sampling_params=SamplingParams(max_new_tokens=2))[0]
     assert len(out.token_ids) == 2
+
+
+def test_unusable_cache_is_one_line(tmp_path, cache):
+    cache.write_text("a file where the cache folder should be")
+    f = tmp_path / "m.gguf"
+    _write_tiny(f)
+    with pytest.raises(ZooinferError) as exc:
+        resolve_model(f)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(cache) in msg and "ZOOINFER_CACHE_DIR" in msg, msg
