@@ -93,3 +93,18 @@ def test_bfloat16_checkpoint_still_loads(tiny_llama_dir, tmp_path):
     assert engine.model.vocab_size == config["vocab_size"]
     out = engine.generate(prompt_token_ids=[1, 2], sampling_params=SamplingParams(max_new_tokens=2))[0]
     assert len(out.token_ids) == 2
+
+
+@pytest.mark.parametrize("edit, culprit", [({"seq_length": "abc"}, "seq_length"),
+                                           ({"n_layer": 10**9}, "num_hidden_layers=1000000000"),  # its alias
+                                           ({"n_head": "4"}, "num_attention_heads")])
+def test_bloom_config_fault(tmp_path, edit, culprit):
+    from hf_reference import save_random_model
+    from transformers import BloomConfig
+
+    save_random_model(BloomConfig(vocab_size=64, hidden_size=32, n_layer=1, n_head=4), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tmp_path))
+    one_line(exc, "config.json", culprit)

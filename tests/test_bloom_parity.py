@@ -2,7 +2,9 @@
 ALiBi slopes), both residual modes, tied and untied lm_head, bigscience's unprefixed checkpoints; float32."""
 import json
 import multiprocessing
+import queue
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -144,11 +146,20 @@ def test_tensor_parallel_matches_single_rank(heads, world, tmp_path):
              for r in range(world)]
     for p in procs:
         p.start()
+    outs, deadline = [], time.monotonic() + 120
     try:
-        outs = [results.get(timeout=120) for _ in procs]
+        while len(outs) < world:  # fails at once when a rank dies, and after the deadline when one hangs
+            try:
+                outs.append(results.get(timeout=1))
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                assert not dead and time.monotonic() < deadline, f"ranks' exit codes: {[p.exitcode for p in procs]}"
     finally:
         for p in procs:
             p.join(timeout=30)
+            if p.is_alive():  # a rank stuck waiting for a dead peer
+                p.kill()
+                p.join()
     assert all(p.exitcode == 0 for p in procs)
     for rank, tokens, logits in outs:
         assert tokens == single.tokens, rank
