@@ -105,12 +105,12 @@ def converted(gguf: Path, dtype, cache: Path) -> Path:
         with open(tmp / _LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # tells a sweeping process that this folder is alive
             convert_gguf(gguf, tmp, dtype)
-            files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.name != _LOCK}
+            files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file() and p.name != _LOCK}
             marker = {"source": str(gguf.resolve()), "sha256": digest, "dtype": dtype_name,
                       "converter": CONVERTER_VERSION, "files": files}
             (tmp / MARKER).write_text(json.dumps(marker, indent=1))
-            for p in tmp.iterdir():
-                os.chmod(p, _file_mode(cache))
+            for name in [*files, MARKER]:
+                os.chmod(tmp / name, _file_mode(cache))
             os.chmod(tmp, cache.stat().st_mode & 0o777)  # mkdtemp makes it owner-only
             (tmp / _LOCK).unlink()
             try:

@@ -1,5 +1,5 @@
 """Size fields of config.json checked before anything is allocated: their types and ranges, and their agreement
-with the tensors the checkpoint actually holds (shapes and dtypes read from safetensors headers, no tensor data).
+with the tensors the checkpoint actually holds (shapes read from the safetensors headers, no tensor data).
 A forged num_hidden_layers or hidden_size would otherwise build a billion layer objects or ask for terabytes."""
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def check_shapes(model_dir, config: dict, weight_objects: list, shapes: dict) ->
     missing or mis-shaped tensor and the config fields that the shapes contradict."""
     problems, culprits = [], ""
     for obj in weight_objects:
-        for spec in obj._by_name.values():
+        for spec in obj.wanted_specs():
             actual = shapes.get(spec.hf_name)
             if actual is None:
                 problems.append(f"missing {spec.hf_name}")
