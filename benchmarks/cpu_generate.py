@@ -54,7 +54,7 @@ def main():
     args = ap.parse_args()
 
     llm = LLM(args.model, dtype="float32")
-    hf = AutoModelForCausalLM.from_pretrained(llm.model_dir, dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(llm.model_dir, dtype=torch.float32, trust_remote_code=False).eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in hf.parameters())  # tied weights counted once
     limit = read_bandwidth() / weight_bytes  # decode steps per second if each reads every weight once
     gen = torch.Generator().manual_seed(0)

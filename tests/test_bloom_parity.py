@@ -2,7 +2,9 @@
 ALiBi slopes), both residual modes, tied and untied lm_head, bigscience's unprefixed checkpoints; float32."""
 import json
 import multiprocessing
+import queue
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -121,7 +123,9 @@ def _greedy_on_rank(model_dir, rank, world, port, prompts, steps, results):
     run = zooinfer_greedy(model, prompts, steps)
     if results is None:
         return run
-    results.put((rank, run.tokens, torch.stack(run.logits)))
+    # Plain lists, not a tensor: a tensor crosses the queue as a shared-memory handle that dies with this process,
+    # which may exit before the parent reads it.
+    results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
     dist.destroy_process_group()
 
 
@@ -142,12 +146,21 @@ def test_tensor_parallel_matches_single_rank(heads, world, tmp_path):
              for r in range(world)]
     for p in procs:
         p.start()
+    outs, deadline = [], time.monotonic() + 120
     try:
-        outs = [results.get(timeout=120) for _ in procs]
+        while len(outs) < world:  # fails at once when a rank dies, and after the deadline when one hangs
+            try:
+                outs.append(results.get(timeout=1))
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                assert not dead and time.monotonic() < deadline, f"ranks' exit codes: {[p.exitcode for p in procs]}"
     finally:
         for p in procs:
             p.join(timeout=30)
+            if p.is_alive():  # a rank stuck waiting for a dead peer
+                p.kill()
+                p.join()
     assert all(p.exitcode == 0 for p in procs)
     for rank, tokens, logits in outs:
         assert tokens == single.tokens, rank
-        torch.testing.assert_close(logits, torch.stack(single.logits), atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)

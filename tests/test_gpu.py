@@ -77,3 +77,17 @@ def test_too_little_memory_fails_at_start_with_advice(checkpoint):
     with pytest.raises(ZooinferError, match="max_model_len") as exc:
         LLM(str(checkpoint), device="cuda", dtype="bfloat16", gpu_memory_fraction=0.0001)
     assert "\n" not in str(exc.value) and "gpu_memory_fraction" in str(exc.value)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_pool_shorter_than_the_context(checkpoint, backend):
+    """A pool of fewer slots than max_position_embeddings: the request table is only as wide as the pool, decode
+    graphs stop at that width, and graphed steps still give the eager tokens."""
+    kwargs = dict(device="cuda", dtype="bfloat16", backend=backend, kv_cache_tokens=1024)
+    eager = LLM(str(checkpoint), enforce_eager=True, **kwargs)
+    graphed = LLM(str(checkpoint), **kwargs)
+    assert graphed.max_model_len == 2048 and graphed.model.kv_cache.req_to_token.shape[1] == 1024
+    assert graphed.graphs.len_buckets[-1] == 1024
+    want = eager.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    got = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    assert [o.token_ids for o in got] == [o.token_ids for o in want]

@@ -9,7 +9,8 @@ from zooinfer.errors import ZooinferError
 from zooinfer.kv_cache import KVCache
 
 from .infer_struct import InferStateInfo, ModelInput
-from .layer_weights.hf_load import load_hf_weights
+from .layer_weights.hf_load import checkpoint_shapes, load_hf_weights
+from .size_checks import check_config_fields, check_context, check_int_field, check_layer_count, check_shapes
 
 
 class TpPartBaseModel:
@@ -43,6 +44,7 @@ class TpPartBaseModel:
         self.config = dict(config)
         self._init_config()
         self.max_seq_len = min(max_seq_len or self.max_context_length(), self.max_context_length())
+        check_context(self.max_seq_len, self.model_dir / "config.json")
         self._verify_params()
         self._init_weights()
         self._init_mem_manager()
@@ -52,16 +54,18 @@ class TpPartBaseModel:
 
     # -- construction steps ------------------------------------------------------------------------
     def _init_config(self):
-        c = self.config
+        c, where = self.config, self.model_dir / "config.json"
         for alias, key in self.config_aliases.items():
             if c.get(alias) is not None:
                 c[key] = c[alias]
         for key in self.required_config_keys:
-            if not isinstance(c.get(key), int) or isinstance(c.get(key), bool) or c[key] < 1:
-                raise ZooinferError(f"{self.model_dir / 'config.json'}: {key} must be a positive integer, "
-                                    f"got {c.get(key)!r}")
+            check_int_field(c, key, where, required=True)
+        check_config_fields(c, where)
         c.setdefault("num_key_value_heads", c["num_attention_heads"])
         c["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+        if c["head_dim"] < 1:
+            raise ZooinferError(f"{where}: num_attention_heads={c['num_attention_heads']} exceeds "
+                                f"hidden_size={c['hidden_size']}")
 
     def max_context_length(self) -> int:
         return int(self.config.get("max_position_embeddings") or 2048)
@@ -77,10 +81,15 @@ class TpPartBaseModel:
             raise ZooinferError(f"num_key_value_heads={kv} and tp={self.world_size} do not divide one another")
 
     def _init_weights(self):
+        # Size fields are checked against the checkpoint's headers before they size anything: a forged
+        # num_hidden_layers would build a billion layer objects.
+        shapes = checkpoint_shapes(self.model_dir, self.base_model_prefix)
+        check_layer_count(self.model_dir / "config.json", self.config["num_hidden_layers"], shapes)
         args = (self.config, self.tp_rank, self.world_size, self.dtype, self.device)
         self.pre_post_weight = self.pre_and_post_weight_class(*args)
         self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
         weights = [self.pre_post_weight, *self.trans_layers_weight]
+        check_shapes(self.model_dir, self.config, weights, shapes)
         load_hf_weights(self.model_dir, weights, self.base_model_prefix)
 
     def _init_mem_manager(self):
@@ -99,8 +108,11 @@ class TpPartBaseModel:
     def resize_kv_cache(self, slots: int) -> None:
         """A fresh, empty pool of `slots` token slots (the old pool must hold no request)."""
         self.kv_cache = None  # free the old pool before allocating the new one
+        # No request outgrows the pool, so the request-to-token table is as wide as the shorter of the two (not a
+        # long-context model's whole max_position_embeddings for every request row).
         self.kv_cache = KVCache(self.config["num_hidden_layers"], slots, self.kv_heads_per_rank,
-                                self.config["head_dim"], self.max_requests, self.max_seq_len, self.dtype, self.device)
+                                self.config["head_dim"], self.max_requests, min(self.max_seq_len, slots), self.dtype,
+                                self.device)
 
     def _init_infer_layer(self):
         args = (self.config, self.ops, self.tp_rank, self.world_size)

@@ -25,7 +25,7 @@ class CudaGraphRunner:
     def __init__(self, model, max_batch_size: int):
         self.model = model
         self.batch_buckets = _buckets(max_batch_size, [1, 2, 4, 8], lambda b: b + 8 if b < 64 else b + 32)
-        self.len_buckets = _buckets(model.max_seq_len, [256], lambda n: n * 2)
+        self.len_buckets = _buckets(model.kv_cache.max_len, [256], lambda n: n * 2)  # no request outgrows the table
         self.stats = Counter(captures=0, replays=0, hits=0, misses=0, eager_fallbacks=0)
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = None

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
+from zooinfer.chat_template import render_chat_template
 from zooinfer.errors import ZooinferError
 from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
@@ -31,7 +32,7 @@ class LLM:
                 raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
         if not 0 < gpu_memory_fraction <= 1:
             raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
-        self.model_dir = resolve_model(model)
+        self.model_dir = resolve_model(model, dtype)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
         self.device = parse_device(device)
@@ -197,5 +198,4 @@ class LLM:
 
     def chat_prompt(self, message: str) -> str:
         """The tokenizer's chat template applied to one user message, ready for generation."""
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return render_chat_template(self.tokenizer, [{"role": "user", "content": message}], self.model_dir)

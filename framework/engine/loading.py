@@ -20,6 +20,8 @@ def read_config(model_dir: Path) -> dict:
         raise ZooinferError(f"cannot read {path}: {exc}") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ZooinferError(f"{path} has no model_type")
+    if not isinstance(config["model_type"], str):
+        raise ZooinferError(f"{path}: model_type must be a string, got {config['model_type']!r}")
     return config
 
 
@@ -46,10 +48,8 @@ def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype
 
 
 def load_tokenizer(model_dir: Path):
-    if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-        return None
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(model_dir)
+    from zooinfer.tokenizer_source import load_tokenizer as load_safely
+    return load_safely(model_dir)
 
 
 def eos_ids(config: dict, tokenizer) -> set[int]:

@@ -161,7 +161,7 @@ def compare(model_dir: str, prompt_len: int = 16, batch_size: int = 2, steps: in
         raise ZooinferError(f"--prompt-len {prompt_len} + --steps {steps} exceeds the model's context length "
                             f"of {llm.max_model_len} tokens")
     hf_logging.disable_progress_bar()
-    hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev).eval()
+    hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False).to(dev).eval()
 
     generator = torch.Generator().manual_seed(seed)
     prompts = torch.randint(0, llm.model.vocab_size, (batch_size, prompt_len), generator=generator).tolist()

@@ -1,4 +1,5 @@
 from zooinfer.basemodel import TpPartBaseModel
+from zooinfer.basemodel.size_checks import check_int_field
 from zooinfer.errors import ZooinferError
 
 from .alibi import rank_alibi_slopes
@@ -23,6 +24,7 @@ class BloomTpPartModel(TpPartBaseModel):
     def _init_config(self):
         super()._init_config()
         c = self.config
+        check_int_field(c, "seq_length", self.model_dir / "config.json")
         # transformers' BloomConfig defaults, for config.json files that leave them out
         for key, default in (("layer_norm_epsilon", 1e-5), ("apply_residual_connection_post_layernorm", False),
                              ("tie_word_embeddings", True)):

@@ -31,8 +31,12 @@ class LlamaTpPartModel(TpPartBaseModel):
     def max_context_length(self) -> int:
         # Dynamic NTK scaling exists to run past the trained length: up to `factor` times it.
         rope = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if not isinstance(rope, dict):
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: rope_scaling must be an object, got {rope!r}")
+        rope_type = str(rope.get("rope_type", rope.get("type", "default")))
         factor = rope.get("factor", 1.0) if "dynamic" in rope_type else 1.0
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 1 <= factor < float("inf"):
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: rope factor must be a number >= 1, got {factor!r}")
         return int(super().max_context_length() * factor)
 
     def _init_custom(self):

@@ -44,6 +44,9 @@ class BaseLayerWeight:
     def wanted_names(self):
         return self._by_name.keys()
 
+    def wanted_specs(self):
+        return self._by_name.values()
+
     def load_hf_weight(self, name: str, tensor: torch.Tensor) -> None:
         spec = self._by_name[name]
         if tuple(tensor.shape) != tuple(spec.shape):

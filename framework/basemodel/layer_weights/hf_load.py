@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 from tqdm import tqdm
 
@@ -25,6 +26,39 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
+def _open(path: Path):
+    if not path.exists():
+        raise ZooinferError(f"checkpoint shard listed in the index is missing: {path}")
+    return safe_open(str(path), framework="pt")
+
+
+def checkpoint_shapes(model_dir: Path, base_model_prefix: str | None = None) -> dict[str, tuple]:
+    """Every tensor's shape, from the safetensors headers alone (no tensor data is read). A name stored without
+    `base_model_prefix.` is listed under both spellings, as the loader would accept either."""
+    shapes = {}
+    for path in checkpoint_files(model_dir):
+        try:
+            with _open(path) as f:
+                for stored in f.keys():
+                    shapes[stored] = tuple(f.get_slice(stored).get_shape())
+                    if base_model_prefix:
+                        shapes.setdefault(f"{base_model_prefix}.{stored}", shapes[stored])
+        except ZooinferError:
+            raise
+        except Exception as exc:
+            raise ZooinferError(f"corrupt or truncated safetensors file {path}: {exc}") from None
+    return shapes
+
+
+def _check_values(path: Path, name: str, tensor: torch.Tensor) -> None:
+    """Weights are floating point (no quantization is declared for them) and finite: an integer tensor would be
+    cast silently and a NaN would make every token 0, so both are refused with the tensor named."""
+    if not tensor.is_floating_point():
+        raise ZooinferError(f"{path}: tensor {name} is stored as {tensor.dtype}, but a weight must be floating point")
+    if not torch.isfinite(tensor).all():
+        raise ZooinferError(f"{path}: tensor {name} holds NaN or infinite values")
+
+
 def load_hf_weights(model_dir: Path, weight_objects: list, base_model_prefix: str | None = None) -> None:
     """Hands each tensor to the objects that want it, then raises one error naming every problem.
     A name nobody wants is retried with `base_model_prefix.` in front (a checkpoint of the bare base model)."""
@@ -35,15 +69,17 @@ def load_hf_weights(model_dir: Path, weight_objects: list, base_model_prefix: st
     files = checkpoint_files(model_dir)
     bar = tqdm(total=len(wanted), desc="loading weights", unit="tensor", disable=not sys.stderr.isatty())
     for path in files:
-        if not path.exists():
-            raise ZooinferError(f"checkpoint shard listed in the index is missing: {path}")
         try:
-            with safe_open(str(path), framework="pt") as f:
+            with _open(path) as f:
                 for stored in f.keys():
                     name = stored if stored in wanted or not base_model_prefix else f"{base_model_prefix}.{stored}"
-                    for obj in wanted.get(name, ()):
-                        obj.load_hf_weight(name, f.get_tensor(stored))
-                    bar.update(name in wanted)
+                    if name not in wanted:
+                        continue
+                    tensor = f.get_tensor(stored)
+                    _check_values(path, stored, tensor)
+                    for obj in wanted[name]:
+                        obj.load_hf_weight(name, tensor)
+                    bar.update()
         except ZooinferError:
             raise
         except Exception as exc:  # safetensors reports truncation and bad headers in several exception types
