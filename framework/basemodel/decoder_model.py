@@ -35,6 +35,20 @@ class DecoderTpPartModel(TpPartBaseModel):
         self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
         c["rotary_dim"] = self.rotary.rotary_dim
 
+    def _init_custom(self):
+        for layer, window in zip(self.layers_infer, self.layer_sliding_windows()):
+            layer.sliding_window = window
+
+    def layer_sliding_windows(self) -> list:
+        """Each layer's sliding window, as transformers applies it: config.sliding_window on every layer
+        (Mistral), or only on the layers whose layer_types entry is "sliding_attention" (Qwen2/3 build it from
+        use_sliding_window and max_window_layers); None where attention is full."""
+        window = getattr(self.hf_config, "sliding_window", None)
+        layer_types = getattr(self.hf_config, "layer_types", None)
+        if window is None or layer_types is None:
+            return [window] * self.config["num_hidden_layers"]
+        return [window if kind == "sliding_attention" else None for kind in layer_types]
+
     def max_context_length(self) -> int:
         # Dynamic NTK scaling exists to run past the trained length: up to `factor` times it.
         rope = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
