@@ -66,17 +66,11 @@ class TritonBackend(TorchBackend):
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
                           max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
-        if sliding_window is not None or softcap is not None:
-            return super().context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                             b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
-                                             softcap)
         return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                               b_ready_cache_len, max_new_len, scale, alibi_slopes)
+                                               b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
+                                               softcap)
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
                         sliding_window=None, softcap=None):
-        if sliding_window is not None or softcap is not None:
-            return super().token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes, sliding_window, softcap)
         return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes)
+                                           alibi_slopes, sliding_window, softcap)
