@@ -1,10 +1,13 @@
 """Mistral, Qwen2 and Qwen3 against Hugging Face transformers: every tiny config a family declares (each option
 it accepts), float32, through the torch backend; prompts and generations run past the sliding windows. Batched
 requests get the same tokens as each alone, with prefills split across steps and cached keys read back."""
+import json
+
 import pytest
 
 from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
+from zooinfer.errors import ZooinferError
 from zooinfer.plugin_manager import model_registry
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -59,3 +62,15 @@ def test_batch_equals_single(model_type, name, tmp_path):
     for prompt, out in zip(prompts, batched):
         assert out.token_ids == llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0].token_ids
     assert llm.model.kv_cache.free_slot_count == 512
+
+
+@pytest.mark.parametrize("window", [0, -3, 2.5, "8"])
+def test_bad_sliding_window_is_a_one_line_error(window, tmp_path):
+    save_tiny("mistral", "sliding_window", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "sliding_window": window}))
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tmp_path))
+    assert "\n" not in str(exc.value) and "sliding_window" in str(exc.value) and "config.json" in str(exc.value)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert len(LLM(str(tmp_path)).generate(prompt_token_ids=[[1, 2, 3]], sampling_params=GREEDY)[0].token_ids) == 10

@@ -24,13 +24,14 @@ def _rope_init(hf_config, rope_type: str, partial: bool, seq_len: int | None = N
     return ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu", seq_len=seq_len)
 
 
-def build_hf_config(hf_config_class, config: dict, family: str):
-    """The family's transformers config object for `config`, its validation errors as one line."""
+def build_hf_config(hf_config_class, config: dict, family: str, source):
+    """The family's transformers config object for `config` (read from `source`), its validation errors as
+    one line."""
     try:
         return hf_config_class(**config)
     except Exception as exc:  # transformers validates fields (types, rope parameters) with multi-line errors
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        raise ZooinferError(f"invalid {family} config: {lines[-1]}") from None  # the cause comes last
+        raise ZooinferError(f"{source}: invalid {family} config: {lines[-1]}") from None  # the cause comes last
 
 
 class Rotary:
