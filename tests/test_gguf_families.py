@@ -3,7 +3,6 @@ transformers models the way llama.cpp's converter lays them out, then converted 
 original model: qwen2 and qwen3 (q/k stored as they are), and a Mistral model written as a "llama" file."""
 import gguf
 import pytest
-import torch
 from transformers import MistralConfig, Qwen2Config, Qwen3Config
 
 from hf_reference import assert_greedy_matches, save_random_model

@@ -66,7 +66,8 @@ class Rotary:
         elif self.rope_type == "longrope":
             original = self.hf_config.rope_parameters["original_max_position_embeddings"]
             if self._long_inv_freq is None:
-                self._long_inv_freq = _rope_init(self.hf_config, "longrope", self.partial, original + 1)[0].to(self.device)
+                long_inv_freq = _rope_init(self.hf_config, "longrope", self.partial, original + 1)[0]
+                self._long_inv_freq = long_inv_freq.to(self.device)
             self.inv_freq = self._long_inv_freq if seq_len > original else self.original_inv_freq
 
     def cos_sin(self, positions: torch.Tensor, seq_len: int):
