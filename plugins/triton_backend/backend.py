@@ -57,9 +57,10 @@ class TritonBackend(TorchBackend):
         return self._activation.silu_and_mul(x)
 
     def gelu(self, x, approximate="tanh"):
-        if approximate != "tanh":
-            return super().gelu(x, approximate)  # no Triton kernel for the exact erf GELU yet: the reference
-        return self._activation.gelu(x)
+        return self._activation.gelu(x, approximate)
+
+    def gelu_and_mul(self, x, approximate="tanh"):
+        return self._activation.gelu_and_mul(x, approximate)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
