@@ -16,9 +16,13 @@ class GatedMLPTransformerLayerWeight(TransformerLayerWeight):
         return {**self.norm_specs(), **self.attention_specs(), **self.mlp_specs()}
 
     def norm_specs(self):
-        p, hidden = self.prefix, self.config["hidden_size"]
-        return {"input_layernorm": [TensorSpec(f"{p}input_layernorm.weight", (hidden,))],
-                "post_attention_layernorm": [TensorSpec(f"{p}post_attention_layernorm.weight", (hidden,))]}
+        p, hidden, d = self.prefix, self.config["hidden_size"], self.config["head_dim"]
+        specs = {"input_layernorm": [TensorSpec(f"{p}input_layernorm.weight", (hidden,))],
+                 "post_attention_layernorm": [TensorSpec(f"{p}post_attention_layernorm.weight", (hidden,))]}
+        if self.config.get("qk_norm"):  # [head_dim] each, shared by every head: replicated
+            specs["q_norm"] = [TensorSpec(f"{p}self_attn.q_norm.weight", (d,))]
+            specs["k_norm"] = [TensorSpec(f"{p}self_attn.k_norm.weight", (d,))]
+        return specs
 
     def attention_specs(self):
         c = self.config
