@@ -29,8 +29,9 @@ class GatedMLPTransformerLayerWeight(TransformerLayerWeight):
         hidden, q_out = c["hidden_size"], c["num_attention_heads"] * c["head_dim"]
         specs = {"qkv_proj": self.qkv_specs("weight"),
                  "o_proj": [TensorSpec(f"{self.prefix}self_attn.o_proj.weight", (hidden, q_out), 1)]}
-        if c.get("attention_bias"):
+        if c.get("attention_bias") or c.get("qkv_bias"):  # qkv_bias: q/k/v only (Qwen2)
             specs["qkv_bias"] = self.qkv_specs("bias")
+        if c.get("attention_bias"):
             specs["o_bias"] = [TensorSpec(f"{self.prefix}self_attn.o_proj.bias", (hidden,))]
         return specs
 
