@@ -1,4 +1,4 @@
-"""Convert a llama-architecture GGUF file into a Hugging Face model directory.
+"""Convert a llama-, qwen2- or qwen3-architecture GGUF file into a Hugging Face model directory.
 
 Why a conversion rather than loading GGUF directly: every model in zooinfer loads Hugging Face
 names from safetensors, so one converter (cached by ``zooinfer.gguf_cache``) lets a GGUF run
@@ -28,8 +28,15 @@ _BLOCK = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
     "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
+    "ffn_norm": "post_attention_layernorm", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
 }
+
+
+# GGUF architecture -> (HF model_type, HF architecture, whether q/k rows were permuted for GGML's rope).
+# llama.cpp writes Mistral checkpoints as "llama" (without their sliding window, which it does not run either);
+# Qwen2/3 use GGML's NEOX rope, which is HF's rotate-half, so their q/k are stored as they are.
+_ARCHS = {"llama": ("llama", "LlamaForCausalLM", True), "qwen2": ("qwen2", "Qwen2ForCausalLM", False),
+          "qwen3": ("qwen3", "Qwen3ForCausalLM", False)}
 _BLK_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)$")
 
 
@@ -73,52 +80,57 @@ def _llama3_rope_scaling(freqs: np.ndarray, theta: float, head_dim: int) -> dict
     raise ZooinferError("unsupported rope_freqs tensor (not standard Llama 3 rope scaling)")
 
 
-def _size(meta: dict, key: str, default=None) -> int:
-    """A llama.* size field: a positive integer, else an error naming it."""
-    value = meta.get(f"llama.{key}", default)
+def _size(meta: dict, arch: str, key: str, default=None) -> int:
+    """An {arch}.* size field: a positive integer, else an error naming it."""
+    value = meta.get(f"{arch}.{key}", default)
     if value is None:
-        raise ZooinferError(f"metadata llama.{key} is missing")
+        raise ZooinferError(f"metadata {arch}.{key} is missing")
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ZooinferError(f"metadata llama.{key} must be a positive integer, got {value!r}")
+        raise ZooinferError(f"metadata {arch}.{key} must be a positive integer, got {value!r}")
     return int(value)
 
 
-def _config(meta: dict, shapes: dict, gguf_names: dict) -> dict:
-    """HF LlamaConfig fields from GGUF metadata (``llama.*`` keys) and tensor shapes (by HF name; gguf_names maps
+def _config(meta: dict, shapes: dict, gguf_names: dict, arch: str = "llama") -> dict:
+    """HF config fields from GGUF metadata (``{arch}.*`` keys) and tensor shapes (by HF name; gguf_names maps
     an HF name to the file's own name, for errors)."""
     def get(key, default=None):
-        return meta.get(f"llama.{key}", default)
+        return meta.get(f"{arch}.{key}", default)
 
     if get("expert_count"):
-        raise ZooinferError(f"mixture-of-experts llama (expert_count={get('expert_count')}) is not supported")
-    heads = _size(meta, "attention.head_count")
-    hidden = _size(meta, "embedding_length")
+        raise ZooinferError(f"mixture-of-experts {arch} (expert_count={get('expert_count')}) is not supported")
+    model_type, architecture, _ = _ARCHS[arch]
+    heads = _size(meta, arch, "attention.head_count")
+    hidden = _size(meta, arch, "embedding_length")
     if get("attention.key_length") is None and hidden < heads:
-        raise ZooinferError(f"metadata llama.attention.head_count={heads} exceeds llama.embedding_length={hidden}")
-    head_dim = _size(meta, "attention.key_length", hidden // heads)
+        raise ZooinferError(f"metadata {arch}.attention.head_count={heads} exceeds {arch}.embedding_length={hidden}")
+    head_dim = _size(meta, arch, "attention.key_length", hidden // heads)
     cfg = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float32",
+        "architectures": [architecture], "model_type": model_type, "torch_dtype": "float32",
         "hidden_act": "silu",
         "hidden_size": hidden,
-        "intermediate_size": _size(meta, "feed_forward_length"),
-        "num_hidden_layers": _size(meta, "block_count"),
+        "intermediate_size": _size(meta, arch, "feed_forward_length"),
+        "num_hidden_layers": _size(meta, arch, "block_count"),
         "num_attention_heads": heads,
-        "num_key_value_heads": _size(meta, "attention.head_count_kv", heads),
+        "num_key_value_heads": _size(meta, arch, "attention.head_count_kv", heads),
         "head_dim": head_dim,
         "rms_norm_eps": _clean_float(get("attention.layer_norm_rms_epsilon", 1e-5)),
         "rope_theta": _clean_float(get("rope.freq_base", 10000.0)),
-        "max_position_embeddings": _size(meta, "context_length", 2048),
+        "max_position_embeddings": _size(meta, arch, "context_length", 2048),
         "vocab_size": int(shapes["model.embed_tokens.weight"][0]),
         "tie_word_embeddings": "lm_head.weight" not in gguf_names,
-        "attention_bias": "model.layers.0.self_attn.q_proj.bias" in gguf_names,
-        "mlp_bias": "model.layers.0.mlp.up_proj.bias" in gguf_names,
     }
+    if arch == "qwen2":  # q/k/v biases are part of the architecture; no sliding window in llama.cpp's files
+        cfg["use_sliding_window"] = False
+    else:
+        cfg["attention_bias"] = "model.layers.0.self_attn.q_proj.bias" in gguf_names
+    if arch == "llama":
+        cfg["mlp_bias"] = "model.layers.0.mlp.up_proj.bias" in gguf_names
     # Sizes first, so that a forged one is not reported as a rope oddity.
-    _check_sizes(cfg, shapes, gguf_names, get("attention.key_length") is not None)
+    _check_sizes(cfg, shapes, gguf_names, get("attention.key_length") is not None, arch)
     if not cfg["rope_theta"] > 0:
-        raise ZooinferError(f"metadata llama.rope.freq_base must be positive, got {cfg['rope_theta']}")
+        raise ZooinferError(f"metadata {arch}.rope.freq_base must be positive, got {cfg['rope_theta']}")
     if int(get("rope.dimension_count", head_dim)) != head_dim:
-        raise ZooinferError("partial rotary (rope.dimension_count != head_dim) is not llama")
+        raise ZooinferError(f"partial rotary (rope.dimension_count != head_dim) is not {arch}")
     kind, factor = get("rope.scaling.type"), get("rope.scaling.factor") or get("rope.scale_linear")
     if kind in ("linear", "yarn") or (kind is None and factor):
         cfg["rope_scaling"] = {"rope_type": kind or "linear", "factor": _clean_float(factor)}
@@ -140,24 +152,26 @@ _DIMS = {"model.embed_tokens": (("vocab_size",), ("hidden_size",)), "model.norm"
          "mlp.gate_proj": (("intermediate_size",), ("hidden_size",)),
          "mlp.up_proj": (("intermediate_size",), ("hidden_size",)),
          "mlp.down_proj": (("hidden_size",), ("intermediate_size",)),
-         "input_layernorm": (("hidden_size",),), "post_attention_layernorm": (("hidden_size",),)}
-_META_NAMES = {"hidden_size": "llama.embedding_length", "intermediate_size": "llama.feed_forward_length",
-               "num_attention_heads": "llama.attention.head_count", "head_dim": "llama.attention.key_length",
-               "num_key_value_heads": "llama.attention.head_count_kv", "vocab_size": "the vocabulary (token_embd rows)"}
+         "input_layernorm": (("hidden_size",),), "post_attention_layernorm": (("hidden_size",),),
+         "self_attn.q_norm": (("head_dim",),), "self_attn.k_norm": (("head_dim",),)}
+# config field -> its metadata key (after "{arch}.")
+_META_NAMES = {"hidden_size": "embedding_length", "intermediate_size": "feed_forward_length",
+               "num_attention_heads": "attention.head_count", "head_dim": "attention.key_length",
+               "num_key_value_heads": "attention.head_count_kv"}
 _LAYER_RE = re.compile(r"model\.layers\.(\d+)\.(.+)\.(weight|bias)$")
 
 
-def _check_sizes(cfg: dict, shapes: dict, gguf_names: dict, head_dim_declared: bool) -> None:
+def _check_sizes(cfg: dict, shapes: dict, gguf_names: dict, head_dim_declared: bool, arch: str) -> None:
     """The metadata's sizes against the tensors the file holds, before anything is written: a forged block_count
     or embedding_length would otherwise be cached and then ask for billions of layers or terabytes."""
     from zooinfer.basemodel.size_checks import MAX_CONTEXT
 
     blocks = {int(m[1]) for name in shapes if (m := _LAYER_RE.match(name))}
     if cfg["num_hidden_layers"] != len(blocks) or blocks != set(range(len(blocks))):
-        raise ZooinferError(f"metadata llama.block_count={cfg['num_hidden_layers']} but the file holds "
+        raise ZooinferError(f"metadata {arch}.block_count={cfg['num_hidden_layers']} but the file holds "
                             f"{len(blocks)} blocks")
     if cfg["max_position_embeddings"] > MAX_CONTEXT:
-        raise ZooinferError(f"metadata llama.context_length={cfg['max_position_embeddings']} exceeds {MAX_CONTEXT}")
+        raise ZooinferError(f"metadata {arch}.context_length={cfg['max_position_embeddings']} exceeds {MAX_CONTEXT}")
     for name, shape in shapes.items():
         m = _LAYER_RE.match(name)
         key, kind = (m[2], m[3]) if m else name.rsplit(".", 1)
@@ -165,8 +179,9 @@ def _check_sizes(cfg: dict, shapes: dict, gguf_names: dict, head_dim_declared: b
         want = tuple(math.prod(cfg[f] for f in fields) for fields in dims)
         if shape != want:
             bad = {f for fields, w, s in zip(dims, want, shape + (None,) * len(dims)) if w != s for f in fields}
-            blame = [f"{_META_NAMES[f]}={cfg[f]}" for f in _META_NAMES if f in bad
-                     and (f != "head_dim" or head_dim_declared)]
+            names = {**{f: f"{arch}.{key}" for f, key in _META_NAMES.items()},
+                     "vocab_size": "the vocabulary (token_embd rows)"}
+            blame = [f"{names[f]}={cfg[f]}" for f in names if f in bad and (f != "head_dim" or head_dim_declared)]
             raise ZooinferError(f"tensor {gguf_names[name]} has shape {shape}, but metadata "
                                 f"{', '.join(blame) or 'sizes'} imply {want}")
 
@@ -192,13 +207,14 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype
     except Exception as e:  # the reader raises assorted errors on corrupt/truncated files
         raise ZooinferError(f"{src}: not a readable GGUF file ({type(e).__name__}: {e})") from e
     arch = meta.get("general.architecture")
-    if arch != "llama":
-        raise ZooinferError(f"{src}: GGUF architecture {arch!r} is not supported (only 'llama')")
+    if arch not in _ARCHS:
+        raise ZooinferError(f"{src}: GGUF architecture {arch!r} is not supported (only {', '.join(map(repr, _ARCHS))})")
+    permuted = _ARCHS[arch][2]
 
     try:
         names = {h: t for t in reader.tensors if (h := _hf_name(t.name))}
         shapes = {h: tuple(int(d) for d in reversed(t.shape)) for h, t in names.items()}
-        cfg = _config(meta, shapes, {h: t.name for h, t in names.items()})
+        cfg = _config(meta, shapes, {h: t.name for h, t in names.items()}, arch)
         heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
         mapped = {t.name for t in names.values()}
         for t in reader.tensors:
@@ -207,16 +223,16 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype
                     np.asarray(t.data, np.float32), cfg["rope_theta"], cfg["head_dim"])
                 logger.info("%s: dropped rope_freqs (encoded as rope_scaling llama3)", src.name)
             elif t.name not in mapped:
-                raise ZooinferError(f"tensor {t.name!r} has no Hugging Face llama counterpart")
+                raise ZooinferError(f"tensor {t.name!r} has no Hugging Face {arch} counterpart")
         tensors = {}
         bar = tqdm(names.items(), desc=f"converting {src.name}", unit="tensor",
                    disable=not sys.stderr.isatty())
         for hf, t in bar:
             w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
             w = w.reshape(shapes[hf])
-            if ".q_proj." in hf:
+            if permuted and ".q_proj." in hf:
                 w = _unpermute(w, heads)
-            elif ".k_proj." in hf:
+            elif permuted and ".k_proj." in hf:
                 w = _unpermute(w, kv_heads)
             if not np.isfinite(w).all():
                 raise ZooinferError(f"tensor {t.name} holds NaN or infinite values")
