@@ -33,6 +33,7 @@ class DecoderTpPartModel(TpPartBaseModel):
         for key, default in self.config_defaults.items():
             c.setdefault(key, default)
         family = self.hf_config_class.removesuffix("Config").lower()
+        self._rope_parameters()
         check_gated_activation(c["hidden_act"], family)
         self.hf_config = build_hf_config(self.hf_config_class_object(), c, family,
                                          self.model_dir / "config.json")
@@ -63,10 +64,19 @@ class DecoderTpPartModel(TpPartBaseModel):
 
     def max_context_length(self) -> int:
         # Dynamic NTK scaling exists to run past the trained length: up to `factor` times it.
-        rope = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
-        factor = rope.get("factor", 1.0) if "dynamic" in rope_type else 1.0
+        rope = self._rope_parameters()
+        factor = rope.get("factor", 1.0) if "dynamic" in str(rope.get("rope_type", rope.get("type", ""))) else 1.0
         return int(super().max_context_length() * factor)
+
+    def _rope_parameters(self) -> dict:
+        """config.json's rope scaling, its factor checked before transformers' rope code does arithmetic on it."""
+        rope = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: rope_scaling must be an object, got {rope!r}")
+        factor = rope.get("factor", 1.0)
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 1 <= factor < float("inf"):
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: rope factor must be a number >= 1, got {factor!r}")
+        return rope
 
     def supports_cuda_graph(self) -> bool:
         return not self.rotary.length_dependent  # their frequencies change on the host between steps
