@@ -39,6 +39,30 @@ class TorchBackend(Ops):
     def gelu(self, x):
         return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
 
+    def moe_routing(self, router_logits, top_k, renormalize):
+        """(weights [n, top_k] float32, experts [n, top_k] int64): the routing every backend's moe shares."""
+        probs = torch.softmax(router_logits.float(), dim=-1)
+        weights, experts = torch.topk(probs, top_k, dim=-1)
+        return (weights / weights.sum(dim=-1, keepdim=True) if renormalize else weights), experts
+
+    def moe(self, x, router_logits, w13, w2, top_k, renormalize):
+        weights, experts = self.moe_routing(router_logits, top_k, renormalize)
+        # On the CPU a host sync costs nothing, so only the experts hit run, each on its own tokens. Elsewhere
+        # the decode step must not sync (CUDA graphs): every expert runs on every token, weighted 0 where not routed.
+        return self._moe_experts(x, weights, experts, w13, w2, sparse=x.device.type == "cpu")
+
+    def _moe_experts(self, x, weights, experts, w13, w2, sparse: bool):
+        """The experts' weighted sum, in expert order (adding a 0 term leaves a float32 sum as it was, so
+        sparse and dense give the same result)."""
+        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        for e in (experts.unique().tolist() if sparse else range(w13.shape[0])):
+            routed = experts == e  # [n, top_k]; a token picks an expert at most once
+            weight = (weights * routed).sum(dim=-1)
+            tokens = routed.any(dim=-1).nonzero()[:, 0] if sparse else slice(None)
+            act = self.silu_and_mul(self.linear(x[tokens], w13[e]))
+            out[tokens] += self.linear(act, w2[e]).float() * weight[tokens, None]
+        return out.to(x.dtype)
+
     def linear(self, x, weight, bias=None):
         if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= 16:
             # Decode on the CPU: MKL streams the weight about twice as fast as weight @ x.T than as x @ weight.T

@@ -40,8 +40,8 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import activation, context_attention, norm, rotary, store_kv, token_attention
-        self._norm, self._rotary, self._activation = norm, rotary, activation
+        from . import activation, context_attention, moe, norm, rotary, store_kv, token_attention
+        self._norm, self._rotary, self._activation, self._moe = norm, rotary, activation, moe
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
     def rmsnorm(self, x, weight, eps, residual=None):
@@ -58,6 +58,10 @@ class TritonBackend(TorchBackend):
 
     def gelu(self, x):
         return self._activation.gelu(x)
+
+    def moe(self, x, router_logits, w13, w2, top_k, renormalize):
+        weights, experts = self.moe_routing(router_logits, top_k, renormalize)
+        return self._moe.moe(x, weights, experts, w13, w2)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
