@@ -51,8 +51,13 @@ class Ops:
         """x [n, 2I] laid out as (gate, up) -> silu(gate) * up [n, I]."""
         raise NotImplementedError
 
-    def gelu(self, x) -> torch.Tensor:
-        """Tanh-approximated GELU (BLOOM, GPT-2)."""
+    def gelu(self, x, approximate: str = "tanh") -> torch.Tensor:
+        """GELU of x (any shape): approximate="tanh" is the tanh approximation (transformers' gelu_new and
+        gelu_pytorch_tanh: BLOOM, GPT-2, Gemma), "none" the exact erf GELU (transformers' "gelu")."""
+        raise NotImplementedError
+
+    def gelu_and_mul(self, x, approximate: str = "tanh") -> torch.Tensor:
+        """GeGLU: x [n, 2I] laid out as (gate, up) -> gelu(gate, approximate) * up [n, I], like silu_and_mul."""
         raise NotImplementedError
 
     def moe(self, x, router_logits, w13, w2, top_k: int, renormalize: bool) -> torch.Tensor:
@@ -77,7 +82,8 @@ class Ops:
         raise NotImplementedError
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len: int, scale: float, alibi_slopes=None) -> torch.Tensor:
+                          max_new_len: int, scale: float, alibi_slopes=None, sliding_window: int | None = None,
+                          softcap: float | None = None) -> torch.Tensor:
         """Prefill attention over packed prompts, keys and values read from the pool (store_kv ran first).
 
         Request b's new tokens are q[b_start_loc[b] : b_start_loc[b] + b_seq_len[b] - b_ready_cache_len[b]];
@@ -85,12 +91,17 @@ class Ops:
         req_to_token[b_req_idx[b], :b_seq_len[b]] (the first b_ready_cache_len[b] were cached by earlier steps).
         GQA: query head h reads kv head h // (Hq // Hk). With alibi_slopes [Hq], the score of key position j for
         query position p gets slopes[h] * (j - p) added. max_new_len bounds the new tokens of any request.
+        With sliding_window W the query at position p sees only keys j with p - j < W (keys in (p - W, p],
+        transformers' convention for Mistral, Qwen2 and Gemma2). With softcap c the scaled score s = scale * q.k
+        becomes c * tanh(s / c), before the ALiBi bias, masking and softmax (Gemma2's attn_logit_softcapping).
         Returns [n, Hq, D]."""
         raise NotImplementedError
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float,
-                        alibi_slopes=None) -> torch.Tensor:
+                        alibi_slopes=None, sliding_window: int | None = None,
+                        softcap: float | None = None) -> torch.Tensor:
         """Decode attention: q [B, Hq, D], request b's query at position b_seq_len[b] - 1 attends to its
-        b_seq_len[b] cached tokens. A request with b_seq_len 0 (graph padding) gets zeros. max_len >= every
-        b_seq_len. Returns [B, Hq, D]."""
+        b_seq_len[b] cached tokens (the last sliding_window of them with a window). A request with b_seq_len 0
+        (graph padding) gets zeros. max_len >= every b_seq_len. alibi_slopes, sliding_window and softcap as in
+        context_attention. Returns [B, Hq, D]."""
         raise NotImplementedError

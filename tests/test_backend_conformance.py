@@ -172,6 +172,17 @@ def test_gelu(ops, dtype):
     ref, backend = ops
     x = rand(7, 2, 150, dtype=dtype) * 4  # the reference rounds each step to the run dtype (ROUNDED_TOL)
     close(untouched(backend.gelu, x), ref.gelu(x), ROUNDED_TOL[dtype])
+    close(untouched(backend.gelu, x, "none"), ref.gelu(x, "none"), ROUNDED_TOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("inter", [48, 1100])
+def test_gelu_and_mul(ops, dtype, approximate, inter):
+    ref, backend = ops
+    x = rand(3, 2 * inter, dtype=dtype) * 3
+    close(untouched(backend.gelu_and_mul, x, approximate), ref.gelu_and_mul(x, approximate), ROUNDED_TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_name)
@@ -238,7 +249,8 @@ def alibi(q_heads, on):
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
 @pytest.mark.parametrize("with_alibi", [False, True])
 @pytest.mark.parametrize("cached", [False, True])
-def test_context_attention(ops, q_heads, kv_heads, head_dim, with_alibi, cached, dtype=torch.float32):
+def test_context_attention(ops, q_heads, kv_heads, head_dim, with_alibi, cached, dtype=torch.float32, window=None,
+                           softcap=None):
     ref, backend = ops
     seq_lens = [5, 37, 18]
     ready = [3, 20, 0] if cached else [0, 0, 0]  # a cached prefix is read from the pool, not from q
@@ -247,7 +259,7 @@ def test_context_attention(ops, q_heads, kv_heads, head_dim, with_alibi, cached,
     q = rand(sum(new_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     starts = [sum(new_lens[:i]) for i in range(len(new_lens))]
     args = (q, kv_cache, req_to_token, b_req_idx, int32(starts), int32(seq_lens), int32(ready),
-            max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi))
+            max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
     close(untouched(backend.context_attention, *args), ref.context_attention(*args), DOT_TOL[dtype])
 
 
@@ -258,7 +270,8 @@ def test_context_attention_half(ops, dtype):
 
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
 @pytest.mark.parametrize("with_alibi", [False, True])
-def test_token_attention(ops, q_heads, kv_heads, head_dim, with_alibi, dtype=torch.float32, max_len=80):
+def test_token_attention(ops, q_heads, kv_heads, head_dim, with_alibi, dtype=torch.float32, max_len=80, window=None,
+                         softcap=None):
     """The reference gets max_len 80; the backend `max_len` (80, 70 or, for a kernel that allows it, less)."""
     ref, backend = ops
     # Lengths cross key-block and split boundaries; the 0 is a padded row (CUDA-graph padding).
@@ -266,7 +279,7 @@ def test_token_attention(ops, q_heads, kv_heads, head_dim, with_alibi, dtype=tor
     kv_cache, req_to_token, b_req_idx = make_pool([max(s, 1) for s in seq_lens], kv_heads, head_dim, dtype)
     q = rand(len(seq_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     args = (q, kv_cache, req_to_token, b_req_idx, int32(seq_lens))
-    rest = (head_dim ** -0.5, alibi(q_heads, with_alibi))
+    rest = (head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
     out = untouched(backend.token_attention, *args, max_len, *rest)
     close(out, ref.token_attention(*args, 80, *rest), DOT_TOL[dtype])
     assert torch.equal(out[2], torch.zeros_like(out[2]))
@@ -281,17 +294,40 @@ def test_token_attention_max_len_equal_to_the_longest(ops):
     test_token_attention(ops, 4, 2, 32, True, max_len=70)  # eager decode passes the batch's longest length
 
 
+# Windows shorter than a key block, crossing blocks and splits, and longer than every request; caps that bite.
+WINDOW_SOFTCAP = [(1, None), (7, None), (20, None), (100, None), (None, 2.0), (13, 5.0)]
+
+
+@pytest.mark.parametrize("window,softcap", WINDOW_SOFTCAP)
+@pytest.mark.parametrize("with_alibi", [False, True])
+def test_context_attention_window_and_softcap(ops, window, softcap, with_alibi):
+    test_context_attention(ops, 4, 2, 32, with_alibi, True, window=window, softcap=softcap)
+
+
+@pytest.mark.parametrize("window,softcap", WINDOW_SOFTCAP)
+@pytest.mark.parametrize("with_alibi", [False, True])
+def test_token_attention_window_and_softcap(ops, window, softcap, with_alibi):
+    test_token_attention(ops, 4, 2, 32, with_alibi, window=window, softcap=softcap)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=dtype_name)
+def test_attention_window_and_softcap_half(ops, dtype):
+    test_context_attention(ops, 4, 1, 64, False, True, dtype=dtype, window=9, softcap=4.0)
+    test_token_attention(ops, 4, 1, 64, False, dtype=dtype, window=9, softcap=4.0)
+
+
 # -- the suite itself -----------------------------------------------------------------------------------------
 class BrokenBackend(TorchBackend):
     """Two plausible mistakes: erf GELU where the contract asks for tanh's, and padded rows left unmasked."""
     name = "broken-test"
 
-    def gelu(self, x):
+    def gelu(self, x, approximate="tanh"):
         return F.gelu(x)
 
-    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None):
+    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
+                        sliding_window=None, softcap=None):
         return super().token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len.clamp(min=1), max_len,
-                                       scale, alibi_slopes)
+                                       scale, alibi_slopes, sliding_window, softcap)
 
 
 def test_a_registered_backend_is_collected_and_a_wrong_op_fails(register_plugin):

@@ -29,6 +29,8 @@ class TpPartBaseModel:
     config_aliases: dict[str, str] = {}
     # transformers' base_model_prefix: checkpoints saved from the bare base model omit it from every name.
     base_model_prefix: str | None = None
+    # The transformers config class of the family, by name (e.g. "LlamaConfig").
+    hf_config_class: str | None = None
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
                  max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1):
@@ -62,6 +64,12 @@ class TpPartBaseModel:
                                     f"got {c.get(key)!r}")
         c.setdefault("num_key_value_heads", c["num_attention_heads"])
         c["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+
+    @classmethod
+    def hf_config_class_object(cls):
+        """The transformers class named by `hf_config_class` (imported only when asked for)."""
+        import transformers
+        return getattr(transformers, cls.hf_config_class)
 
     def max_context_length(self) -> int:
         return int(self.config.get("max_position_embeddings") or 2048)

@@ -20,6 +20,8 @@ class TransformerLayerInfer(BaseLayerInfer):
         self.tp_kv_heads = max(c["num_key_value_heads"] // world_size, 1)
         self.scale = self.head_dim ** -0.5
         self.alibi_slopes = None  # [tp_q_heads] for ALiBi families
+        self.sliding_window = None  # int: this layer's queries see only the last sliding_window keys
+        self.softcap = None  # float: attention scores are capped to (-softcap, softcap) with tanh
 
     def context_forward(self, x, state, weight):
         return self._layer(x, state, weight)
@@ -41,10 +43,12 @@ class TransformerLayerInfer(BaseLayerInfer):
         if state.is_prefill:
             o = self.ops.context_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
                                            state.b_start_loc, state.b_seq_len, state.b_ready_cache_len,
-                                           state.max_new_len, self.scale, self.alibi_slopes)
+                                           state.max_new_len, self.scale, self.alibi_slopes,
+                                           self.sliding_window, self.softcap)
         else:
             o = self.ops.token_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
-                                         state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes)
+                                         state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes,
+                                         self.sliding_window, self.softcap)
         return self._get_o(o.reshape(o.shape[0], -1), state, weight)
 
     def _att_norm(self, x, residual, weight):

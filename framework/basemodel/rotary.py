@@ -1,39 +1,51 @@
-"""Rotary tables for every rope type transformers' LlamaConfig accepts, computed by transformers' own
-rope-parameter functions so that scaled variants (linear, dynamic, yarn, llama3, longrope) match exactly."""
+"""Rotary position embedding shared by every rotary family: tables for every rope type transformers accepts,
+computed by transformers' own rope-parameter functions so that scaled variants (linear, dynamic, yarn, llama3,
+longrope) match exactly, with partial rotary (only the first rotary_dim dims of each head rotate), and the
+infer state that builds a step's cos/sin once for every layer."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from transformers import LlamaConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from zooinfer.errors import ZooinferError
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+from .infer_struct import InferStateInfo
 
 
 def _rope_init(hf_config, rope_type: str, seq_len: int | None = None):
     if rope_type == "default":
         c = hf_config
-        dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        dim = int(head_dim * c.rope_parameters.get("partial_rotary_factor", 1.0))
         base = c.rope_parameters["rope_theta"]
-        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0
+        return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), 1.0
     return ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu", seq_len=seq_len)
 
 
-class LlamaRotary:
+def build_hf_config(hf_config_class, config: dict, family: str):
+    """The family's transformers config object for `config`, its validation errors as one line."""
+    try:
+        return hf_config_class(**config)
+    except Exception as exc:  # transformers validates fields (types, rope parameters) with multi-line errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ZooinferError(f"invalid {family} config: {first}") from None
+
+
+class Rotary:
     """cos/sin for a step's positions. 'dynamic' and 'longrope' depend on the step's sequence length, with
     the same update rule as transformers (grow past the cached length, reset below the original)."""
 
-    def __init__(self, config: dict, device: torch.device):
-        try:
-            self.hf_config = LlamaConfig(**config)
-        except Exception as exc:  # transformers validates fields (types, rope parameters) with multi-line errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ZooinferError(f"invalid llama config: {first}") from None
+    def __init__(self, hf_config, device: torch.device, family: str = "model"):
+        self.hf_config = hf_config
         self.device = device
         self.rope_type = self.hf_config.rope_parameters.get("rope_type", "default")
         if self.rope_type != "default" and self.rope_type not in ROPE_INIT_FUNCTIONS:
-            raise ZooinferError(f"invalid llama config: unknown rope_type {self.rope_type!r}; known: default, "
+            raise ZooinferError(f"invalid {family} config: unknown rope_type {self.rope_type!r}; known: default, "
                                 f"{', '.join(ROPE_INIT_FUNCTIONS)}")
         inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type)
+        self.rotary_dim = 2 * inv_freq.numel()  # below head_dim with a partial_rotary_factor
         self.original_inv_freq = inv_freq.to(device)
         self.inv_freq = self.original_inv_freq
         self.original_max_len = self.max_len_cached = self.hf_config.max_position_embeddings
@@ -57,3 +69,13 @@ class LlamaRotary:
         self._update(seq_len)
         freqs = positions.float()[:, None] * self.inv_freq[None, :]
         return freqs.cos() * self.scaling, freqs.sin() * self.scaling
+
+
+@dataclass
+class RotaryInferStateInfo(InferStateInfo):
+    """The infer state of a family whose model holds a `rotary` (Rotary): cos/sin per new token, built once."""
+    cos: torch.Tensor = None  # [n, rotary_dim / 2]
+    sin: torch.Tensor = None
+
+    def init_some_extra_state(self, model):
+        self.cos, self.sin = model.rotary.cos_sin(self.position_ids, self.max_len_in_batch)
