@@ -114,10 +114,11 @@ def sort_pairs_by_expert(experts, num_experts: int, block_m: int):
 
 
 def _tiles(dtype, n_pairs: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K). Small tiles under the interpreter (numpy pays per tile); on a GPU decode
-    batches route few pairs per expert, so their row blocks stay short. tl.dot needs every side >= 16."""
+    """(BLOCK_M, BLOCK_N, BLOCK_K). Under the interpreter, which pays per program and per tile op rather than per
+    element, wide tiles; on a GPU decode batches route few pairs per expert, so their row blocks stay short.
+    tl.dot needs every side >= 16."""
     if _INTERPRETED:
-        return 16, 16, 16
+        return 16, 64, 64
     block_m = 16 if n_pairs <= 64 else 64
     return (block_m, 32, 32) if dtype == torch.float32 else (block_m, 64, 64)
 

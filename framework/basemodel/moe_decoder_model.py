@@ -1,0 +1,45 @@
+"""The llama-like decoder with sparse mixture-of-experts MLPs as a template (Mixtral, Qwen3-MoE). A family maps
+its config onto the keys the MoE layers read (num_experts, num_experts_per_tok, moe_intermediate_size,
+norm_topk_prob) and may mark layers dense through `moe_layers`."""
+from __future__ import annotations
+
+from zooinfer.errors import ZooinferError
+
+from .decoder_model import DecoderTpPartModel
+from .layer_infer.moe_layer_infer import MoETransformerLayerInfer
+from .layer_weights.moe_layer_weight import MoETransformerLayerWeight
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class MoEDecoderTpPartModel(DecoderTpPartModel):
+    transformer_weight_class = MoETransformerLayerWeight
+    transformer_layer_infer_class = MoETransformerLayerInfer
+
+    def moe_layers(self) -> list[bool]:
+        """Which decoder layers route to experts (the rest use the dense gated MLP): all of them by default."""
+        return [True] * self.config["num_hidden_layers"]
+
+    def _init_config(self):
+        super()._init_config()
+        c = self.config
+        where = self.model_dir / "config.json"
+        for key in ("num_experts", "num_experts_per_tok", "moe_intermediate_size"):
+            if not _positive_int(c.get(key)):
+                raise ZooinferError(f"{where}: {key} must be a positive integer, got {c.get(key)!r}")
+        if c["num_experts_per_tok"] > c["num_experts"]:
+            raise ZooinferError(f"{where}: num_experts_per_tok={c['num_experts_per_tok']} is more than the "
+                                f"{c['num_experts']} experts")
+        c["moe_layers"] = self.moe_layers()
+
+    def _verify_params(self):
+        super()._verify_params()
+        c = self.config
+        sizes = {"moe_intermediate_size": c["moe_intermediate_size"]}
+        if not all(c["moe_layers"]):
+            sizes["intermediate_size"] = c["intermediate_size"]
+        for key, size in sizes.items():  # every expert's intermediate features are split across the ranks
+            if size % self.world_size:
+                raise ZooinferError(f"{key}={size} is not divisible by tp={self.world_size}")

@@ -1,0 +1,144 @@
+"""Mixtral and Qwen3-MoE against Hugging Face transformers over every tiny config the families declare, float32:
+through the torch backend and through the triton backend (on CPU under the Triton interpreter). Then batching,
+tensor-parallel expert shards, and the config errors."""
+import multiprocessing
+
+import pytest
+import torch
+import transformers
+
+from hf_reference import assert_greedy_matches, save_random_model
+from triton_mode import import_kernels, interpreter
+from zooinfer import LLM, SamplingParams
+from zooinfer.errors import ZooinferError
+from zooinfer.models.mixtral.model import MixtralTpPartModel
+from zooinfer.models.qwen3_moe.model import Qwen3MoeTpPartModel
+from zooinfer.plugins.torch_backend.backend import TorchBackend
+from zooinfer.tools.compare import zooinfer_greedy
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+FAMILIES = (MixtralTpPartModel, Qwen3MoeTpPartModel)
+CASES = [pytest.param(cls, name, id=f"{cls.hf_config_class.removesuffix('Config')}-{name}")
+         for cls in FAMILIES for name in cls.tiny_configs]
+PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]  # the last one passes any tiny window
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def save_tiny(cls, name, path, **overrides):
+    config = getattr(transformers, cls.hf_config_class)(**{**cls.tiny_configs[name], **overrides})
+    return save_random_model(config, path)
+
+
+def assert_matches(hf, llm, steps, prompts=PROMPTS):
+    params = SamplingParams(max_new_tokens=steps, temperature=0, logprobs=0, ignore_eos=True)
+    for prompt, out in zip(prompts, llm.generate(prompt_token_ids=prompts, sampling_params=params)):
+        assert len(out.token_ids) == steps
+        assert_greedy_matches(hf, prompt, out)  # the reference runs on the CPU in float32
+
+
+@pytest.mark.parametrize("cls, name", CASES)
+def test_torch_backend_matches_transformers(cls, name, tmp_path):
+    hf = save_tiny(cls, name, tmp_path)
+    llm = LLM(str(tmp_path), backend="torch", dtype="float32")
+    assert type(llm.model) is cls
+    assert_matches(hf, llm, steps=10)
+
+
+@pytest.mark.parametrize("cls, name", CASES)
+def test_triton_backend_matches_transformers(cls, name, tmp_path):
+    import_kernels()
+    hf = save_tiny(cls, name, tmp_path)
+    with interpreter():
+        llm = LLM(str(tmp_path), device=DEVICE, backend="triton", dtype="float32", enforce_eager=True,
+                  kv_cache_tokens=512, max_prefill_tokens=40)  # the long prompt joins the short one's decode batch
+        assert llm.model.ops.name == "triton"
+        assert_matches(hf, llm, steps=3, prompts=PROMPTS[::2])  # few steps: the interpreter is slow
+
+
+@pytest.mark.parametrize("cls", FAMILIES, ids=lambda cls: cls.hf_config_class)
+def test_batch_equals_single(cls, tmp_path):
+    """Different lengths, more requests than the batch holds, prefill split across steps: tokens routed to
+    experts alongside other requests' tokens come out as they do alone."""
+    save_tiny(cls, next(iter(cls.tiny_configs)), tmp_path)
+    llm = LLM(str(tmp_path), backend="torch", kv_cache_tokens=512, max_batch_size=4, max_prefill_tokens=48)
+    prompts = [PROMPTS[i % 3][: 5 + i] for i in range(7)]
+    params = SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True, logprobs=2)
+    for prompt, out in zip(prompts, llm.generate(prompt_token_ids=prompts, sampling_params=params)):
+        alone = llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0]
+        assert out.token_ids == alone.token_ids
+        for ours, ref in zip(out.logprobs, alone.logprobs):
+            assert ours.keys() == ref.keys() and max(abs(ours[t] - ref[t]) for t in ours) < 1e-5
+    assert llm.model.kv_cache.free_slot_count == 512
+
+
+def _greedy_on_rank(cls, model_dir, rank, world, store, results):
+    """One tensor-parallel rank (a spawned process): its slice of every expert, gloo all-reduces."""
+    import torch.distributed as dist
+
+    from zooinfer.engine.loading import read_config
+
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    model = cls(model_dir, read_config(model_dir), TorchBackend(torch.device("cpu")), torch.float32,
+                kv_cache_tokens=256, max_requests=2, tp_rank=rank, world_size=world)
+    run = zooinfer_greedy(model, [PROMPTS[0], PROMPTS[2][:20]], 4)
+    if results is None:
+        return run
+    # Plain lists: a tensor would travel as a shared-memory handle that dies with this process.
+    results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("cls, name", [(MixtralTpPartModel, "top2_gqa"), (Qwen3MoeTpPartModel, "mlp_only_layers")],
+                         ids=["mixtral", "qwen3_moe"])
+def test_tensor_parallel_expert_shards_match_single_rank(cls, name, tmp_path):
+    """Two ranks each hold half of every expert's intermediate features (and of the dense MLP's); after the
+    all-reduces each has the tp=1 logits."""
+    model_dir = tmp_path / "model"
+    save_tiny(cls, name, model_dir)
+    single = _greedy_on_rank(cls, model_dir, 0, 1, None, None)
+    # A forked rank starts at once; a process that has used CUDA must spawn. The file store needs no free port.
+    ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_greedy_on_rank, args=(cls, model_dir, r, 2, tmp_path / "store", results))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        outs = [results.get(timeout=120) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    assert all(p.exitcode == 0 for p in procs)
+    for rank, tokens, logits in outs:
+        assert tokens == single.tokens, rank
+        torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)
+
+
+def test_impossible_expert_split_is_refused(tmp_path):
+    save_tiny(MixtralTpPartModel, "top2_gqa", tmp_path, intermediate_size=50)
+    from zooinfer.engine.loading import read_config
+
+    with pytest.raises(ZooinferError, match="intermediate_size=50 is not divisible by tp=4"):
+        MixtralTpPartModel(tmp_path, read_config(tmp_path), TorchBackend(torch.device("cpu")), torch.float32,
+                           kv_cache_tokens=64, max_requests=1, tp_rank=0, world_size=4)
+
+
+@pytest.mark.parametrize("cls, overrides, culprit", [
+    (MixtralTpPartModel, {"num_experts_per_tok": 5}, "num_experts_per_tok=5 is more than the 4 experts"),
+    (MixtralTpPartModel, {"num_local_experts": 0}, "num_experts must be a positive integer"),
+    (Qwen3MoeTpPartModel, {"decoder_sparse_step": 0}, "decoder_sparse_step must be a positive integer"),
+    (Qwen3MoeTpPartModel, {"mlp_only_layers": "0"}, "mlp_only_layers must be a list of layer indexes"),
+], ids=["top_k_above_experts", "no_experts", "sparse_step_0", "mlp_only_layers_str"])
+def test_bad_config_is_one_clear_error(cls, overrides, culprit, tmp_path):
+    import json
+
+    save_tiny(cls, next(iter(cls.tiny_configs)), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **overrides}))
+    with pytest.raises(ZooinferError, match=culprit):
+        LLM(str(tmp_path), backend="torch")
