@@ -10,6 +10,7 @@ import transformers
 from hf_reference import assert_greedy_matches, save_random_model
 from triton_mode import import_kernels, interpreter
 from zooinfer import LLM, SamplingParams
+from zooinfer.engine.loading import read_config
 from zooinfer.errors import ZooinferError
 from zooinfer.models.mixtral.model import MixtralTpPartModel
 from zooinfer.models.qwen3_moe.model import Qwen3MoeTpPartModel
@@ -40,7 +41,7 @@ def assert_matches(hf, llm, steps, prompts=PROMPTS):
 @pytest.mark.parametrize("cls, name", CASES)
 def test_torch_backend_matches_transformers(cls, name, tmp_path):
     hf = save_tiny(cls, name, tmp_path)
-    llm = LLM(str(tmp_path), backend="torch", dtype="float32")
+    llm = LLM(str(tmp_path), backend="torch", dtype="float32", strict=True)  # strict: every tensor read
     assert type(llm.model) is cls
     assert_matches(hf, llm, steps=10)
 
@@ -72,23 +73,28 @@ def test_batch_equals_single(cls, tmp_path):
     assert llm.model.kv_cache.free_slot_count == 512
 
 
-def _greedy_on_rank(cls, model_dir, rank, world, store, results):
-    """One tensor-parallel rank (a spawned process): its slice of every expert, gloo all-reduces."""
+TP_PROMPTS, TP_STEPS = [PROMPTS[0], PROMPTS[2][:20]], 4
+
+
+def _build(cls, model_dir, rank=0, world=1):
+    return cls(model_dir, read_config(model_dir), TorchBackend(torch.device("cpu")), torch.float32,
+               kv_cache_tokens=256, max_requests=len(TP_PROMPTS), tp_rank=rank, world_size=world)
+
+
+def _rank(cls, model_dir, rank, world, store, results):
+    """One tensor-parallel rank (a forked or spawned process): its slice of every expert, gloo all-reduces.
+    Results go back as plain lists (a tensor would travel as a handle that dies with this process)."""
     import torch.distributed as dist
 
-    from zooinfer.engine.loading import read_config
-
     torch.set_num_threads(1)
-    if world > 1:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    model = cls(model_dir, read_config(model_dir), TorchBackend(torch.device("cpu")), torch.float32,
-                kv_cache_tokens=256, max_requests=2, tp_rank=rank, world_size=world)
-    run = zooinfer_greedy(model, [PROMPTS[0], PROMPTS[2][:20]], 4)
-    if results is None:
-        return run
-    # Plain lists: a tensor would travel as a shared-memory handle that dies with this process.
-    results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
-    dist.destroy_process_group()
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        run = zooinfer_greedy(_build(cls, model_dir, rank, world), TP_PROMPTS, TP_STEPS)
+        results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
+    except Exception as exc:  # reported to the parent, which would otherwise wait for its timeout
+        results.put((rank, None, f"{type(exc).__name__}: {exc}"))
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("cls, name", [(MixtralTpPartModel, "top2_gqa"), (Qwen3MoeTpPartModel, "mlp_only_layers")],
@@ -98,11 +104,11 @@ def test_tensor_parallel_expert_shards_match_single_rank(cls, name, tmp_path):
     all-reduces each has the tp=1 logits."""
     model_dir = tmp_path / "model"
     save_tiny(cls, name, model_dir)
-    single = _greedy_on_rank(cls, model_dir, 0, 1, None, None)
+    single = zooinfer_greedy(_build(cls, model_dir), TP_PROMPTS, TP_STEPS)
     # A forked rank starts at once; a process that has used CUDA must spawn. The file store needs no free port.
     ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_greedy_on_rank, args=(cls, model_dir, r, 2, tmp_path / "store", results))
+    procs = [ctx.Process(target=_rank, args=(cls, model_dir, r, 2, tmp_path / "store", results))
              for r in range(2)]
     for p in procs:
         p.start()
@@ -115,14 +121,13 @@ def test_tensor_parallel_expert_shards_match_single_rank(cls, name, tmp_path):
                 p.kill()
     assert all(p.exitcode == 0 for p in procs)
     for rank, tokens, logits in outs:
+        assert tokens is not None, logits
         assert tokens == single.tokens, rank
         torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)
 
 
 def test_impossible_expert_split_is_refused(tmp_path):
     save_tiny(MixtralTpPartModel, "top2_gqa", tmp_path, intermediate_size=50)
-    from zooinfer.engine.loading import read_config
-
     with pytest.raises(ZooinferError, match="intermediate_size=50 is not divisible by tp=4"):
         MixtralTpPartModel(tmp_path, read_config(tmp_path), TorchBackend(torch.device("cpu")), torch.float32,
                            kv_cache_tokens=64, max_requests=1, tp_rank=0, world_size=4)

@@ -17,6 +17,8 @@ def _positive_int(value) -> bool:
 class MoEDecoderTpPartModel(DecoderTpPartModel):
     transformer_weight_class = MoETransformerLayerWeight
     transformer_layer_infer_class = MoETransformerLayerInfer
+    tp_split_sizes = ("moe_intermediate_size",)  # every expert's intermediate features are split across ranks
+    ignorable_tensors = (r"rotary_emb\.inv_freq$",)  # buffers that old checkpoints saved
 
     def moe_layers(self) -> list[bool]:
         """Which decoder layers route to experts (the rest use the dense gated MLP): all of them by default."""
@@ -33,13 +35,3 @@ class MoEDecoderTpPartModel(DecoderTpPartModel):
             raise ZooinferError(f"{where}: num_experts_per_tok={c['num_experts_per_tok']} is more than the "
                                 f"{c['num_experts']} experts")
         c["moe_layers"] = self.moe_layers()
-
-    def _verify_params(self):
-        super()._verify_params()
-        c = self.config
-        sizes = {"moe_intermediate_size": c["moe_intermediate_size"]}
-        if not all(c["moe_layers"]):
-            sizes["intermediate_size"] = c["intermediate_size"]
-        for key, size in sizes.items():  # every expert's intermediate features are split across the ranks
-            if size % self.world_size:
-                raise ZooinferError(f"{key}={size} is not divisible by tp={self.world_size}")

@@ -16,6 +16,7 @@ class MixtralTpPartModel(MoEDecoderTpPartModel):
     top-k experts by softmax weights renormalised over those k; sliding-window attention when configured."""
     hf_config_class = "MixtralConfig"
     transformer_weight_class = MixtralTransformerLayerWeight
+    tp_split_sizes = ("intermediate_size",)  # each expert's: the name Mixtral's config gives it
     config_aliases = {"num_local_experts": "num_experts"}
     # MixtralConfig's defaults
     config_defaults = {**MoEDecoderTpPartModel.config_defaults, "rms_norm_eps": 1e-5, "num_experts": 8,

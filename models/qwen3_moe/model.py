@@ -37,6 +37,8 @@ class Qwen3MoeTpPartModel(MoEDecoderTpPartModel):
     transformer_weight_class = Qwen3MoeTransformerLayerWeight
     transformer_layer_infer_class = Qwen3MoeTransformerLayerInfer
     config_aliases = {"num_local_experts": "num_experts"}
+    shape_fields = {**MoEDecoderTpPartModel.shape_fields, "intermediate": "moe_intermediate_size"}
+    tp_split_sizes = ("moe_intermediate_size", "intermediate_size")  # experts, and the dense layers' MLP
     # Qwen3MoeConfig's defaults
     config_defaults = {**MoEDecoderTpPartModel.config_defaults, "num_experts": 128, "num_experts_per_tok": 8,
                        "moe_intermediate_size": 768, "norm_topk_prob": False, "decoder_sparse_step": 1,
