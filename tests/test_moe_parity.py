@@ -52,9 +52,10 @@ def test_triton_backend_matches_transformers(cls, name, tmp_path):
     hf = save_tiny(cls, name, tmp_path)
     with interpreter():
         llm = LLM(str(tmp_path), device=DEVICE, backend="triton", dtype="float32", enforce_eager=True,
-                  kv_cache_tokens=512, max_prefill_tokens=40)  # the long prompt joins the short one's decode batch
+                  kv_cache_tokens=512, max_prefill_tokens=16)  # the longer prompt joins the other's decode batch
         assert llm.model.ops.name == "triton"
-        assert_matches(hf, llm, steps=3, prompts=PROMPTS[::2])  # few steps: the interpreter is slow
+        # Few, short prompts and steps (the interpreter is slow); 16 tokens still pass the tiny windows.
+        assert_matches(hf, llm, steps=3, prompts=[PROMPTS[0], PROMPTS[2][:16]])
 
 
 @pytest.mark.parametrize("cls", FAMILIES, ids=lambda cls: cls.hf_config_class)
