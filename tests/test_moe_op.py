@@ -125,3 +125,5 @@ def test_launcher_errors_name_the_culprit():
             moe.moe(x, weights, chosen, w13, w2[:3])
         with pytest.raises(ValueError, match="expert weights"):
             moe.moe(x, weights, chosen, w13.half(), w2.half())
+        with pytest.raises(ValueError, match="must both be"):
+            moe.moe(x, weights[:2], chosen[:2], w13, w2)

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._checks import check_tensor, fail, interpreted
+from ._checks import check_index, check_same_device, check_tensor, fail, interpreted
 from ._lang import sigmoid
 
 
@@ -95,7 +95,7 @@ def sort_pairs_by_expert(experts, num_experts: int, block_m: int):
     """Groups the routed pairs (pair p = token p // top_k, its (p % top_k)-th expert) by expert, each expert's
     run padded to a multiple of block_m. Returns (pair_ids [capacity] int32, padding rows holding n_pairs;
     block_expert [capacity / block_m] int32; total [1] int32, the padded rows in use). No host sync."""
-    flat = experts.flatten()
+    flat = experts.flatten().long()
     n_pairs = flat.numel()
     # Every expert's run may waste up to block_m - 1 rows of padding; the grid is sized for the worst case.
     capacity = triton.cdiv(n_pairs + num_experts * (block_m - 1), block_m) * block_m
@@ -138,6 +138,11 @@ def moe(x, weights, experts, w13, w2):
         fail(op, f"w2 has shape {tuple(w2.shape)}, expected {(num_experts, hidden, inter)} for w13 {tuple(w13.shape)}")
     if w13.dtype != x.dtype or w2.dtype != x.dtype:
         fail(op, f"expert weights ({w13.dtype}, {w2.dtype}) differ from x's dtype {x.dtype}")
+    check_tensor(op, "weights", weights, 2, dtypes=(torch.float32,))
+    check_index(op, "experts", experts, 2)
+    if weights.shape != experts.shape or experts.shape[0] != n:
+        fail(op, f"weights {tuple(weights.shape)} and experts {tuple(experts.shape)} must both be [{n}, top_k]")
+    check_same_device(op, x=x, weights=weights, experts=experts, w13=w13, w2=w2)
     x = x.contiguous()
     top_k = experts.shape[1]
     n_pairs = n * top_k
