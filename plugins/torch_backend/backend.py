@@ -60,16 +60,29 @@ class TorchBackend(Ops):
         return self._moe_experts(x, weights, experts, w13, w2, sparse=x.device.type == "cpu")
 
     def _moe_experts(self, x, weights, experts, w13, w2, sparse: bool):
-        """The experts' weighted sum, in expert order (adding a 0 term leaves a float32 sum as it was, so
-        sparse and dense give the same result)."""
+        """The experts' weighted outputs summed per token in float32, in expert order either way (adding a 0 term
+        leaves a float32 sum as it was, so sparse and dense give the same result)."""
         out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        for e in (experts.unique().tolist() if sparse else range(w13.shape[0])):
-            routed = experts == e  # [n, top_k]; a token picks an expert at most once
-            weight = (weights * routed).sum(dim=-1)
-            tokens = routed.any(dim=-1).nonzero()[:, 0] if sparse else slice(None)
-            act = self.silu_and_mul(self.linear(x[tokens], w13[e]))
-            out[tokens] += self.linear(act, w2[e]).float() * weight[tokens, None]
+        if not sparse:
+            for e in range(w13.shape[0]):
+                weight = (weights * (experts == e)).sum(dim=-1)  # [n]; a token picks an expert at most once
+                out += self._expert(x, w13[e], w2[e]).float() * weight[:, None]
+            return out.to(x.dtype)
+        # The (token, expert) pairs grouped by expert with one sort, and one host sync for the group sizes.
+        order = experts.flatten().argsort(stable=True)
+        tokens, pair_weights = order // experts.shape[1], weights.flatten()[order]
+        start = 0
+        for e, count in enumerate(torch.bincount(experts.flatten(), minlength=w13.shape[0]).tolist()):
+            group = slice(start, start + count)
+            start += count
+            if count:
+                y = self._expert(x[tokens[group]], w13[e], w2[e])
+                out.index_add_(0, tokens[group], y.float() * pair_weights[group, None])
         return out.to(x.dtype)
+
+    def _expert(self, x, w13, w2):
+        """One expert's SwiGLU MLP: w13 [2I, H] (gate rows, then up rows), w2 [H, I]."""
+        return self.linear(self.silu_and_mul(self.linear(x, w13)), w2)
 
     def linear(self, x, weight, bias=None):
         if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= 16:
