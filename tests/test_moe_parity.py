@@ -58,6 +58,18 @@ def test_triton_backend_matches_transformers(cls, name, tmp_path):
         assert_matches(hf, llm, steps=3, prompts=[PROMPTS[0], PROMPTS[2][:16]])
 
 
+@pytest.mark.parametrize("cls, name", [(MixtralTpPartModel, "top2_gqa"), (Qwen3MoeTpPartModel, "mlp_only_layers")],
+                         ids=["mixtral", "qwen3_moe"])
+def test_transformers_fused_expert_layout(cls, name, tmp_path):
+    """save_pretrained(save_original_format=False) keeps transformers' in-memory layout: every expert of a layer
+    in one gate_up_proj and one down_proj tensor, under mlp. It loads like the per-expert layout."""
+    hf = save_tiny(cls, name, tmp_path / "per_expert")
+    hf.save_pretrained(tmp_path / "fused", save_original_format=False)
+    llm = LLM(str(tmp_path / "fused"), backend="torch", dtype="float32", strict=True)
+    assert llm.model.config["fused_experts"]
+    assert_matches(hf, llm, steps=6)
+
+
 @pytest.mark.parametrize("cls", FAMILIES, ids=lambda cls: cls.hf_config_class)
 def test_batch_equals_single(cls, tmp_path):
     """Different lengths, more requests than the batch holds, prefill split across steps: tokens routed to
@@ -98,13 +110,17 @@ def _rank(cls, model_dir, rank, world, store, results):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("cls, name", [(MixtralTpPartModel, "top2_gqa"), (Qwen3MoeTpPartModel, "mlp_only_layers")],
-                         ids=["mixtral", "qwen3_moe"])
-def test_tensor_parallel_expert_shards_match_single_rank(cls, name, tmp_path):
+@pytest.mark.parametrize("cls, name, fused", [(MixtralTpPartModel, "top2_gqa", False),
+                                              (MixtralTpPartModel, "top2_gqa", True),
+                                              (Qwen3MoeTpPartModel, "mlp_only_layers", False)],
+                         ids=["mixtral", "mixtral_fused_layout", "qwen3_moe"])
+def test_tensor_parallel_expert_shards_match_single_rank(cls, name, fused, tmp_path):
     """Two ranks each hold half of every expert's intermediate features (and of the dense MLP's); after the
     all-reduces each has the tp=1 logits."""
     model_dir = tmp_path / "model"
-    save_tiny(cls, name, model_dir)
+    hf = save_tiny(cls, name, model_dir)
+    if fused:
+        hf.save_pretrained(model_dir, save_original_format=False)
     single = zooinfer_greedy(_build(cls, model_dir), TP_PROMPTS, TP_STEPS)
     # A forked rank starts at once; a process that has used CUDA must spawn. The file store needs no free port.
     ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")

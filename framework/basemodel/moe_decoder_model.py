@@ -3,15 +3,33 @@ its config onto the keys the MoE layers read (num_experts, num_experts_per_tok, 
 norm_topk_prob) and may mark layers dense through `moe_layers`."""
 from __future__ import annotations
 
+from pathlib import Path
+
+from safetensors import safe_open
+
 from zooinfer.errors import ZooinferError
 
 from .decoder_model import DecoderTpPartModel
 from .layer_infer.moe_layer_infer import MoETransformerLayerInfer
+from .layer_weights.hf_load import checkpoint_files
 from .layer_weights.moe_layer_weight import MoETransformerLayerWeight
 
 
 def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def stores_fused_experts(model_dir: Path) -> bool:
+    """Whether the checkpoint holds transformers' fused expert tensors (`...experts.gate_up_proj`) rather than
+    per-expert ones; only the safetensors headers are read."""
+    try:
+        for path in checkpoint_files(model_dir):
+            with safe_open(str(path), framework="pt") as f:
+                if any(name.endswith(".experts.gate_up_proj") for name in f.keys()):
+                    return True
+    except Exception:  # missing or corrupt files: the loader names them, with its own one-line error
+        return False
+    return False
 
 
 class MoEDecoderTpPartModel(DecoderTpPartModel):
@@ -35,3 +53,4 @@ class MoEDecoderTpPartModel(DecoderTpPartModel):
             raise ZooinferError(f"{where}: num_experts_per_tok={c['num_experts_per_tok']} is more than the "
                                 f"{c['num_experts']} experts")
         c["moe_layers"] = self.moe_layers()
+        c["fused_experts"] = stores_fused_experts(self.model_dir)
