@@ -164,3 +164,15 @@ def test_bad_config_is_one_clear_error(cls, overrides, culprit, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, **overrides}))
     with pytest.raises(ZooinferError, match=culprit):
         LLM(str(tmp_path), backend="torch")
+
+
+def test_fused_layout_with_fewer_experts_than_the_config_is_named(tmp_path):
+    import json
+
+    hf = save_tiny(MixtralTpPartModel, "top2_gqa", tmp_path / "per_expert")
+    hf.save_pretrained(tmp_path, save_original_format=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "num_local_experts": 5}))
+    with pytest.raises(ZooinferError, match=r"model\.layers\.0\.mlp\.experts\.gate_up_proj: weight transform "
+                                            r"'expert' failed: expert 4 is outside a tensor of 4 experts"):
+        LLM(str(tmp_path), backend="torch")
