@@ -57,9 +57,10 @@ class TritonBackend(TorchBackend):
         return self._activation.silu_and_mul(x)
 
     def gelu(self, x, approximate="tanh"):
-        if approximate != "tanh":
-            return super().gelu(x, approximate)  # no Triton kernel for the exact erf GELU yet: the reference
-        return self._activation.gelu(x)
+        return self._activation.gelu(x, approximate)
+
+    def gelu_and_mul(self, x, approximate="tanh"):
+        return self._activation.gelu_and_mul(x, approximate)
 
     def moe(self, x, router_logits, w13, w2, top_k, renormalize):
         weights, experts = self.moe_routing(router_logits, top_k, renormalize)
@@ -70,17 +71,11 @@ class TritonBackend(TorchBackend):
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
                           max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
-        if sliding_window is not None or softcap is not None:
-            return super().context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                             b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
-                                             softcap)
         return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                               b_ready_cache_len, max_new_len, scale, alibi_slopes)
+                                               b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
+                                               softcap)
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
                         sliding_window=None, softcap=None):
-        if sliding_window is not None or softcap is not None:
-            return super().token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes, sliding_window, softcap)
         return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes)
+                                           alibi_slopes, sliding_window, softcap)
