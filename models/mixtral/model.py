@@ -20,7 +20,7 @@ class MixtralTpPartModel(MoEDecoderTpPartModel):
     config_aliases = {"num_local_experts": "num_experts"}
     # MixtralConfig's defaults
     config_defaults = {**MoEDecoderTpPartModel.config_defaults, "rms_norm_eps": 1e-5, "num_experts": 8,
-                       "num_experts_per_tok": 2, "sliding_window": None}
+                       "num_experts_per_tok": 2}
     tiny_configs = {"top2_gqa": _TINY,
                     "top1_mha": {**_TINY, "num_experts_per_tok": 1, "num_key_value_heads": 4},
                     "sliding_window": {**_TINY, "sliding_window": 8, "num_local_experts": 6, "num_experts_per_tok": 3},

@@ -42,7 +42,7 @@ class Qwen3MoeTpPartModel(MoEDecoderTpPartModel):
     # Qwen3MoeConfig's defaults
     config_defaults = {**MoEDecoderTpPartModel.config_defaults, "num_experts": 128, "num_experts_per_tok": 8,
                        "moe_intermediate_size": 768, "norm_topk_prob": False, "decoder_sparse_step": 1,
-                       "mlp_only_layers": [], "use_sliding_window": False, "sliding_window": 4096}
+                       "mlp_only_layers": []}
     tiny_configs = {"raw_topk": _TINY,
                     "norm_topk_prob": {**_TINY, "norm_topk_prob": True, "num_experts_per_tok": 4},
                     "mlp_only_layers": {**_TINY, "mlp_only_layers": [0]},
@@ -63,8 +63,6 @@ class Qwen3MoeTpPartModel(MoEDecoderTpPartModel):
             raise ZooinferError(f"{self.model_dir / 'config.json'}: mlp_only_layers must be a list of layer "
                                 f"indexes, got {dense!r}")
         super()._init_config()
-        if not c["use_sliding_window"]:
-            c["sliding_window"] = None  # as Qwen3MoeConfig does
 
     def moe_layers(self):
         c = self.config

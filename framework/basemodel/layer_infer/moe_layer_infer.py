@@ -5,8 +5,7 @@ from .gated_mlp_layer_infer import GatedMLPTransformerLayerInfer
 
 
 class MoETransformerLayerInfer(GatedMLPTransformerLayerInfer):
-    """Reads num_experts_per_tok, norm_topk_prob (renormalise the top-k routing weights), moe_layers and
-    sliding_window."""
+    """Reads num_experts_per_tok, norm_topk_prob (renormalise the top-k routing weights) and moe_layers."""
 
     def __init__(self, layer_num, network_config, ops, tp_rank=0, world_size=1):
         super().__init__(layer_num, network_config, ops, tp_rank, world_size)
@@ -14,7 +13,6 @@ class MoETransformerLayerInfer(GatedMLPTransformerLayerInfer):
         self.is_moe = c["moe_layers"][layer_num]
         self.top_k = c["num_experts_per_tok"]
         self.renormalize = c["norm_topk_prob"]
-        self.sliding_window = c.get("sliding_window")  # the family leaves it None where it is switched off
 
     def _ffn(self, x, state, weight):
         if not self.is_moe:
