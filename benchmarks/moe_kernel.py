@@ -1,9 +1,9 @@
-"""The fused Triton `moe` op against the torch backend's on one GPU, bf16, random weights of real MoE shapes.
+"""The `moe` op against transformers' own sparse MoE block, one layer of real MoE shapes, random weights.
 
-For each shape and token count: the triton op's time, the torch backend's (every expert on every token: its
-sync-free GPU path), the share of the copy bandwidth the triton op reaches reading the experts it routes to,
-and the largest difference between the two (bf16 rounding). Usage:
-  python benchmarks/moe_kernel.py [--tokens 1 8 64 512 2048]
+Columns: transformers' block (its router and experts, the same weights), the torch backend's op, and on a GPU
+the triton backend's fused kernel with the share of the copy bandwidth it reaches reading the experts it routes
+to; the largest difference from transformers. bf16 on a GPU, float32 on the CPU. Usage:
+  python benchmarks/moe_kernel.py [--tokens 1 8 64 512] [--shapes qwen3-30b-a3b mixtral-8x7b]
 """
 from __future__ import annotations
 
@@ -13,10 +13,31 @@ import torch
 
 from common import print_table, timed
 from zooinfer.plugins.torch_backend.backend import TorchBackend
-from zooinfer.plugins.triton_backend.backend import TritonBackend
 
-# name: (hidden, intermediate per expert, experts, top_k) — one rank's slice at tp=1
-SHAPES = {"mixtral-8x7b": (4096, 14336, 8, 2), "qwen3-30b-a3b": (2048, 768, 128, 8)}
+# name: (transformers config class, hidden, intermediate per expert, experts, top_k, renormalize)
+SHAPES = {"qwen3-30b-a3b": ("Qwen3MoeConfig", 2048, 768, 128, 8, True),
+          "mixtral-8x7b": ("MixtralConfig", 4096, 14336, 8, 2, True)}
+
+
+def hf_block(config_class: str, hidden, inter, experts, top_k, renormalize, dtype, device):
+    import transformers
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+    if config_class == "MixtralConfig":
+        config = transformers.MixtralConfig(hidden_size=hidden, intermediate_size=inter, num_local_experts=experts,
+                                            num_experts_per_tok=top_k)
+        block = MixtralSparseMoeBlock(config)
+    else:
+        config = transformers.Qwen3MoeConfig(hidden_size=hidden, moe_intermediate_size=inter, num_experts=experts,
+                                             num_experts_per_tok=top_k, norm_topk_prob=renormalize)
+        block = Qwen3MoeSparseMoeBlock(config)
+    block = block.to(device, dtype).eval()
+    with torch.no_grad():
+        block.gate.weight.normal_(0, hidden ** -0.5)
+        block.experts.gate_up_proj.normal_(0, hidden ** -0.5)
+        block.experts.down_proj.normal_(0, inter ** -0.5)
+    return block
 
 
 def copy_bandwidth() -> float:
@@ -25,33 +46,42 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() * 4 / timed(lambda: dst.copy_(src), repeat=20)
 
 
+@torch.inference_mode()
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 8, 64, 512, 2048])
+    parser.add_argument("--tokens", type=int, nargs="+", default=[1, 8, 64, 512])
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
     args = parser.parse_args()
-    device = torch.device("cuda")
+    gpu = torch.cuda.is_available()
+    device, dtype = (torch.device("cuda"), torch.bfloat16) if gpu else (torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
-    ref, tri = TorchBackend(device), TritonBackend(device)
-    bandwidth = copy_bandwidth()
+    ref = TorchBackend(device)
+    tri = None
+    if gpu:
+        from zooinfer.plugins.triton_backend.backend import TritonBackend
+        tri, bandwidth = TritonBackend(device), copy_bandwidth()
     rows = []
-    for name, (hidden, inter, experts, top_k) in SHAPES.items():
-        w13 = torch.randn(experts, 2 * inter, hidden, device=device, dtype=torch.bfloat16) * hidden ** -0.5
-        w2 = torch.randn(experts, hidden, inter, device=device, dtype=torch.bfloat16) * inter ** -0.5
-        expert_bytes = 3 * inter * hidden * 2
+    for name in args.shapes:
+        config_class, hidden, inter, experts, top_k, renormalize = SHAPES[name]
+        block = hf_block(config_class, hidden, inter, experts, top_k, renormalize, dtype, device)
+        router, w13, w2 = block.gate.weight, block.experts.gate_up_proj, block.experts.down_proj
         for n in args.tokens:
-            x = torch.randn(n, hidden, device=device, dtype=torch.bfloat16)
-            logits = torch.randn(n, experts, device=device, dtype=torch.bfloat16)
-            run_tri = lambda: tri.moe(x, logits, w13, w2, top_k, True)  # noqa: E731
-            run_ref = lambda: ref.moe(x, logits, w13, w2, top_k, True)  # noqa: E731
-            diff = (run_tri().float() - run_ref().float()).abs().max().item()
-            run_tri()  # compiled and warm
-            tri_s, ref_s = timed(run_tri, repeat=20), timed(run_ref, repeat=5)
-            hit = torch.topk(logits.float(), top_k, dim=-1).indices.unique().numel()
-            rows.append([name, n, tri_s * 1e6, ref_s * 1e6, ref_s / tri_s,
-                         f"{hit * expert_bytes / tri_s / bandwidth:.0%}", f"{diff:.2e}"])
-        del w13, w2
-    print_table("moe op, bf16 (microseconds)", ["shape", "tokens", "triton us", "torch us", "speed-up",
-                                                "triton weight-read share of copy bw", "max |diff|"], rows)
+            x = torch.randn(n, hidden, device=device, dtype=dtype)
+            ops = {"torch": ref} | ({"triton": tri} if tri else {})
+            runs = {"transformers": lambda: block(x[None])[0]}
+            runs |= {k: (lambda o=o: o.moe(x, o.linear(x, router), w13, w2, top_k, renormalize)) for k, o in ops.items()}
+            expected = runs["transformers"]().float()
+            diff = max((run().float() - expected).abs().max().item() for run in runs.values())
+            us = {k: timed(run, repeat=10) * 1e6 for k, run in runs.items()}
+            row = [name, n, us["transformers"], us["torch"]]
+            if tri:
+                hit = torch.topk(ref.linear(x, router).float(), top_k, dim=-1).indices.unique().numel()
+                row += [us["triton"], f"{hit * 3 * inter * hidden * 2 / (us['triton'] / 1e6) / bandwidth:.0%}"]
+            rows.append(row + [f"{diff:.1e}"])
+        del block, router, w13, w2
+    header = ["shape", "tokens", "transformers us", "torch us"] + (["triton us", "triton bw share"] if tri else [])
+    print_table(f"moe layer, {str(dtype).removeprefix('torch.')} (microseconds, best of 10)",
+                header + ["max |diff| vs transformers"], rows)
 
 
 if __name__ == "__main__":
