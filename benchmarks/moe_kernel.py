@@ -46,6 +46,27 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() * 4 / timed(lambda: dst.copy_(src), repeat=20)
 
 
+def measure(name, tokens, ops: dict, dtype, device, bandwidth) -> list[list]:
+    """One table row per token count for the shape `name`; the layer's weights are freed on return."""
+    config_class, hidden, inter, experts, top_k, renormalize = SHAPES[name]
+    block = hf_block(config_class, hidden, inter, experts, top_k, renormalize, dtype, device)
+    router, w13, w2 = block.gate.weight, block.experts.gate_up_proj, block.experts.down_proj
+    rows = []
+    for n in tokens:
+        x = torch.randn(n, hidden, device=device, dtype=dtype)
+        runs = {"transformers": lambda: block(x[None])[0]}
+        runs |= {k: (lambda o=o: o.moe(x, o.linear(x, router), w13, w2, top_k, renormalize)) for k, o in ops.items()}
+        expected = runs["transformers"]().float()
+        diff = max((run().float() - expected).abs().max().item() for run in runs.values())
+        us = {k: timed(run, repeat=10) * 1e6 for k, run in runs.items()}
+        row = [name, n] + [us[k] for k in runs]
+        if "triton" in ops:
+            hit = torch.topk(ops["torch"].linear(x, router).float(), top_k, dim=-1).indices.unique().numel()
+            row.append(f"{hit * 3 * inter * hidden * 2 / (us['triton'] / 1e6) / bandwidth:.0%}")
+        rows.append(row + [f"{diff:.1e}"])
+    return rows
+
+
 @torch.inference_mode()
 def main():
     parser = argparse.ArgumentParser()
@@ -55,34 +76,14 @@ def main():
     gpu = torch.cuda.is_available()
     device, dtype = (torch.device("cuda"), torch.bfloat16) if gpu else (torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
-    ref = TorchBackend(device)
-    tri = None
+    ops, bandwidth = {"torch": TorchBackend(device)}, None
     if gpu:
         from zooinfer.plugins.triton_backend.backend import TritonBackend
-        tri, bandwidth = TritonBackend(device), copy_bandwidth()
-    rows = []
-    for name in args.shapes:
-        config_class, hidden, inter, experts, top_k, renormalize = SHAPES[name]
-        block = hf_block(config_class, hidden, inter, experts, top_k, renormalize, dtype, device)
-        router, w13, w2 = block.gate.weight, block.experts.gate_up_proj, block.experts.down_proj
-        for n in args.tokens:
-            x = torch.randn(n, hidden, device=device, dtype=dtype)
-            ops = {"torch": ref} | ({"triton": tri} if tri else {})
-            runs = {"transformers": lambda: block(x[None])[0]}
-            runs |= {k: (lambda o=o: o.moe(x, o.linear(x, router), w13, w2, top_k, renormalize)) for k, o in ops.items()}
-            expected = runs["transformers"]().float()
-            diff = max((run().float() - expected).abs().max().item() for run in runs.values())
-            us = {k: timed(run, repeat=10) * 1e6 for k, run in runs.items()}
-            row = [name, n, us["transformers"], us["torch"]]
-            if tri:
-                hit = torch.topk(ref.linear(x, router).float(), top_k, dim=-1).indices.unique().numel()
-                row += [us["triton"], f"{hit * 3 * inter * hidden * 2 / (us['triton'] / 1e6) / bandwidth:.0%}"]
-            rows.append(row + [f"{diff:.1e}"])
-        del block, router, w13, w2
-    header = ["shape", "tokens", "transformers us", "torch us"] + (["triton us", "triton bw share"] if tri else [])
+        ops["triton"], bandwidth = TritonBackend(device), copy_bandwidth()
+    rows = [row for name in args.shapes for row in measure(name, args.tokens, ops, dtype, device, bandwidth)]
+    header = ["shape", "tokens", "transformers us", "torch us"] + (["triton us", "triton bw share"] if gpu else [])
     print_table(f"moe layer, {str(dtype).removeprefix('torch.')} (microseconds, best of 10)",
                 header + ["max |diff| vs transformers"], rows)
-
 
 if __name__ == "__main__":
     main()

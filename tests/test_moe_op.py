@@ -30,7 +30,8 @@ def _seed():
 
 def experts(num, inter, hidden, dtype=torch.float32):
     """Stacked expert weights w13 [E, 2I, H], w2 [E, H, I], scaled so activations stay O(1)."""
-    return rand(num, 2 * inter, hidden, dtype=dtype) * hidden ** -0.5, rand(num, hidden, inter, dtype=dtype) * inter ** -0.5
+    w13 = rand(num, 2 * inter, hidden, dtype=dtype) * hidden ** -0.5
+    return w13, rand(num, hidden, inter, dtype=dtype) * inter ** -0.5
 
 
 @pytest.mark.parametrize("family", ["mixtral", "qwen3_moe", "qwen3_moe_norm_topk"])
