@@ -70,9 +70,9 @@ def test_reference_sparse_and_dense_agree():
     close(ref._moe_experts(x, weights, chosen, w13, w2, sparse=False), sparse, 1e-6)
 
 
-# (tokens, experts, top_k, intermediate, hidden, renormalize): decode rows, prefill, more experts than tokens,
-# top-1, sides that are not multiples of the tiles.
-SHAPES = [(1, 8, 2, 32, 64, True), (3, 4, 2, 24, 48, False), (37, 8, 2, 32, 64, True), (5, 16, 4, 20, 40, False),
+# (tokens, experts, top_k, intermediate, hidden, renormalize): decode rows, prefill with experts spanning several
+# row blocks, more experts than tokens, top-1, sides that are not multiples of the tiles.
+SHAPES = [(1, 8, 2, 32, 64, True), (3, 4, 2, 24, 48, False), (37, 3, 2, 32, 64, True), (5, 16, 4, 20, 40, False),
           (19, 6, 1, 48, 32, True)]
 
 
