@@ -89,6 +89,29 @@ def test_batch_equals_single(cls, tmp_path):
 TP_PROMPTS, TP_STEPS = [PROMPTS[0], PROMPTS[2][:20]], 4
 
 
+def test_failure_inside_the_moe_op_frees_everything(tmp_path, monkeypatch):
+    """A failure midway through a step (some layers' keys stored, tokens routed): the pool is whole again and
+    the next requests come out as they did before."""
+    save_tiny(MixtralTpPartModel, "top2_gqa", tmp_path)
+    llm = LLM(str(tmp_path), backend="torch", kv_cache_tokens=256)
+    params = SamplingParams(max_new_tokens=6, temperature=0, ignore_eos=True)
+    before = [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS[:2], sampling_params=params)]
+    moe, calls = llm.model.ops.moe, []
+
+    def failing_moe(*args):
+        calls.append(1)
+        if len(calls) == 5:  # the second layer of the third step
+            raise RuntimeError("injected failure")
+        return moe(*args)
+
+    monkeypatch.setattr(llm.model.ops, "moe", failing_moe)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        llm.generate(prompt_token_ids=PROMPTS[:2], sampling_params=params)
+    monkeypatch.undo()
+    assert len(calls) == 5 and llm.model.kv_cache.free_slot_count == 256
+    assert [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS[:2], sampling_params=params)] == before
+
+
 def _build(cls, model_dir, rank=0, world=1):
     return cls(model_dir, read_config(model_dir), TorchBackend(torch.device("cpu")), torch.float32,
                kv_cache_tokens=256, max_requests=len(TP_PROMPTS), tp_rank=rank, world_size=world)
