@@ -1,5 +1,9 @@
 """The `moe` op: the torch reference against transformers' own sparse MoE blocks, then every other registered
 backend (the triton one under TRITON_INTERPRET=1 on CPU) against the reference, on fresh random data."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -148,3 +152,33 @@ def test_moe_replays_in_a_cuda_graph(ops):
         logits.copy_(rand(4, 8))
         graph.replay()
         close(out, backend.moe(x, logits, w13, w2, 2, True), 1e-5)
+
+
+# Compiles both kernels ahead of time for a Hopper GPU in each dtype's tile configuration (see moe._tiles).
+COMPILE_FOR_SM90 = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from zooinfer.plugins.triton_backend import moe
+
+for dtype, tiles in (("bf16", (64, 64, 64)), ("fp32", (16, 32, 32))):
+    for kernel in (moe._gate_up_kernel, moe._down_kernel):
+        signature, constexprs = {}, dict(DOT_F32=dtype == "fp32", BLOCK_M=tiles[0], BLOCK_N=tiles[1], BLOCK_K=tiles[2])
+        for name in kernel.arg_names:
+            index_ptr = name in ("pair_ids_ptr", "block_expert_ptr", "total_ptr")
+            float32_ptr = name in ("weights_ptr", "out_ptr")
+            signature[name] = ("constexpr" if name in constexprs else "i32" if not name.endswith("_ptr")
+                               else "*i32" if index_ptr else "*fp32" if float32_ptr else "*" + dtype)
+        compiled = triton.compile(ASTSource(kernel, signature, constexprs), target=GPUTarget("cuda", 90, 32))
+        assert compiled.asm["cubin"], kernel
+"""
+
+
+def test_kernels_compile_for_a_hopper_gpu():
+    """Without a GPU the interpreter checks what the kernels compute, not that they compile: ptxas ships with
+    triton, so compile them for sm_90 in a process without TRITON_INTERPRET."""
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", COMPILE_FOR_SM90], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
