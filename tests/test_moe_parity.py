@@ -1,11 +1,10 @@
 """Mixtral and Qwen3-MoE against Hugging Face transformers over every tiny config the families declare, float32:
-through the torch backend and through the triton backend (on CPU under the Triton interpreter). Then batching,
-tensor-parallel expert shards, and the config errors."""
+through the torch backend and through the triton backend (on CPU under the Triton interpreter). Then transformers'
+fused expert layout, batching, a failure inside the op, tensor-parallel expert shards, and the config errors."""
 import multiprocessing
 
 import pytest
 import torch
-import transformers
 
 from hf_reference import assert_greedy_matches, save_random_model
 from triton_mode import import_kernels, interpreter
@@ -27,7 +26,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def save_tiny(cls, name, path, **overrides):
-    config = getattr(transformers, cls.hf_config_class)(**{**cls.tiny_configs[name], **overrides})
+    config = cls.hf_config_class_object()(**{**cls.tiny_configs[name], **overrides})
     return save_random_model(config, path)
 
 
