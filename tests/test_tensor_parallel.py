@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig
 
 from hf_reference import save_random_model
 from zooinfer.engine.loading import read_config
@@ -26,7 +25,7 @@ def build(model_dir, rank=0, world=1, model_type="llama"):
                                             tp_rank=rank, world_size=world)
 
 
-def _rank(model_dir, rank, world, port, results):
+def _rank(model_dir, model_type, rank, world, port, results):
     """One spawned rank: its slice of the weights, gloo all-reduces. Results go back as plain lists, which the
     queue pickles whole (tensors would be shared through file descriptors that die with this process)."""
     import torch.distributed as dist
@@ -34,7 +33,7 @@ def _rank(model_dir, rank, world, port, results):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        run = zooinfer_greedy(build(model_dir, rank, world), PROMPTS, STEPS)
+        run = zooinfer_greedy(build(model_dir, rank, world, model_type), PROMPTS, STEPS)
         results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
     except Exception as exc:  # reported to the parent, which would otherwise wait for its timeout
         results.put((rank, None, f"{type(exc).__name__}: {exc}"))
@@ -42,13 +41,13 @@ def _rank(model_dir, rank, world, port, results):
         dist.destroy_process_group()
 
 
-def run_ranks(model_dir, world):
+def run_ranks(model_dir, model_type, world):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_rank, args=(str(model_dir), r, world, port, results)) for r in range(world)]
+    procs = [ctx.Process(target=_rank, args=(str(model_dir), model_type, r, world, port, results)) for r in range(world)]
     for p in procs:
         p.start()
     try:
@@ -60,14 +59,22 @@ def run_ranks(model_dir, world):
                 p.kill()
 
 
-@pytest.mark.parametrize("kv_heads, bias", [(1, True), (2, False)])
-def test_tp2_matches_one_rank(kv_heads, bias, tmp_path):
-    """kv=1 on 2 ranks: both hold the one KV head (and its bias); kv=2: one each."""
-    cfg = {**LlamaTpPartModel.tiny_configs["gqa"], "num_key_value_heads": kv_heads, "attention_bias": bias}
-    save_random_model(LlamaConfig(**cfg), tmp_path)
-    single = zooinfer_greedy(build(tmp_path), PROMPTS, STEPS)
-    outs = run_ranks(tmp_path, 2)
-    for rank, tokens, logits in outs:
+TP_CASES = {  # model type, tiny config, changes: kv=1 replicated on both ranks (with its bias), kv=2 split
+    "llama-kv1-bias": ("llama", "gqa", {"num_key_value_heads": 1, "attention_bias": True}),
+    "llama-kv2": ("llama", "gqa", {}),
+    "qwen2-kv1-window": ("qwen2", "mqa_tied", {"use_sliding_window": True, "sliding_window": 6,
+                                               "max_window_layers": 1}),
+    "qwen3-kv1-qk-norm": ("qwen3", "head_dim_not_hidden_over_heads", {}),
+}
+
+
+@pytest.mark.parametrize("case", TP_CASES)
+def test_tp2_matches_one_rank(case, tmp_path):
+    model_type, name, change = TP_CASES[case]
+    cls = model_registry().get(model_type)
+    save_random_model(cls.hf_config_class_object()(**{**cls.tiny_configs[name], **change}), tmp_path)
+    single = zooinfer_greedy(build(tmp_path, model_type=model_type), PROMPTS, STEPS)
+    for rank, tokens, logits in run_ranks(tmp_path, model_type, 2):
         assert tokens is not None, logits
         assert tokens == single.tokens, rank
         torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)

@@ -25,6 +25,7 @@ class DecoderTpPartModel(TpPartBaseModel):
     config_defaults: dict = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "attention_bias": False,
                              "mlp_bias": False, "hidden_act": "silu"}
     partial_rotary = False  # whether the family honours partial_rotary_factor, as transformers' class does
+    qk_norm = False  # a per-head RMSNorm on q and k before rotary (Qwen3's q_norm, k_norm)
 
     def _init_config(self):
         super()._init_config()
@@ -37,6 +38,7 @@ class DecoderTpPartModel(TpPartBaseModel):
                                          self.model_dir / "config.json")
         self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
         c["rotary_dim"] = self.rotary.rotary_dim
+        c["qk_norm"] = self.qk_norm
         self.sliding_windows = self.layer_sliding_windows()
 
     def _init_custom(self):
