@@ -1,6 +1,3 @@
-from zooinfer.basemodel.layer_infer.moe_layer_infer import MoETransformerLayerInfer
-from zooinfer.basemodel.layer_weights.base_layer_weight import TensorSpec
-from zooinfer.basemodel.layer_weights.moe_layer_weight import MoETransformerLayerWeight
 from zooinfer.basemodel.moe_decoder_model import MoEDecoderTpPartModel
 from zooinfer.errors import ZooinferError
 
@@ -9,33 +6,11 @@ _TINY = dict(vocab_size=160, hidden_size=64, intermediate_size=96, moe_intermedi
              max_position_embeddings=128)
 
 
-class Qwen3MoeTransformerLayerWeight(MoETransformerLayerWeight):
-    """The MoE template plus the per-head RMSNorm weights of q and k (replicated: they act on head_dim)."""
-
-    def attention_specs(self):
-        p, d = f"{self.prefix}self_attn.", self.config["head_dim"]
-        return {**super().attention_specs(), "q_norm": [TensorSpec(f"{p}q_norm.weight", (d,))],
-                "k_norm": [TensorSpec(f"{p}k_norm.weight", (d,))]}
-
-
-class Qwen3MoeTransformerLayerInfer(MoETransformerLayerInfer):
-    """q and k are RMS-normalised per head, before rotary, as in Qwen3."""
-
-    def _get_qkv(self, x, state, weight):
-        q, k, v = self.ops.linear(x, weight.qkv_proj, weight.qkv_bias).split(self.qkv_split, dim=-1)
-        n, d = x.shape[0], self.head_dim
-        q = self.ops.rmsnorm(q.reshape(-1, d), weight.q_norm, self.eps)[0].view(n, self.tp_q_heads, d)
-        k = self.ops.rmsnorm(k.reshape(-1, d), weight.k_norm, self.eps)[0].view(n, self.tp_kv_heads, d)
-        self._rotate(q, k, state)
-        return q, k, v.view(n, self.tp_kv_heads, d)
-
-
 class Qwen3MoeTpPartModel(MoEDecoderTpPartModel):
     """Qwen3-MoE: many small experts, top-k weights renormalised only with norm_topk_prob, q/k norms, an explicit
     head_dim; layers in mlp_only_layers or off the decoder_sparse_step grid use a dense MLP."""
     hf_config_class = "Qwen3MoeConfig"
-    transformer_weight_class = Qwen3MoeTransformerLayerWeight
-    transformer_layer_infer_class = Qwen3MoeTransformerLayerInfer
+    qk_norm = True
     config_aliases = {"num_local_experts": "num_experts"}
     shape_fields = {**MoEDecoderTpPartModel.shape_fields, "intermediate": "moe_intermediate_size"}
     tp_split_sizes = ("moe_intermediate_size", "intermediate_size")  # experts, and the dense layers' MLP
