@@ -1,11 +1,10 @@
 """Mixtral and Qwen3-MoE against Hugging Face transformers over every tiny config the families declare, float32:
 through the torch backend and through the triton backend (on CPU under the Triton interpreter). Then transformers'
 fused expert layout, batching, a failure inside the op, tensor-parallel expert shards, and the config errors."""
-import multiprocessing
-
 import pytest
 import torch
 
+import test_tensor_parallel as tp
 from hf_reference import assert_greedy_matches, save_random_model
 from triton_mode import import_kernels, interpreter
 from zooinfer import LLM, SamplingParams
@@ -13,6 +12,7 @@ from zooinfer.engine.loading import read_config
 from zooinfer.errors import ZooinferError
 from zooinfer.models.mixtral.model import MixtralTpPartModel
 from zooinfer.models.qwen3_moe.model import Qwen3MoeTpPartModel
+from zooinfer.plugin_manager import model_registry
 from zooinfer.plugins.torch_backend.backend import TorchBackend
 from zooinfer.tools.compare import zooinfer_greedy
 
@@ -85,81 +85,17 @@ def test_batch_equals_single(cls, tmp_path):
     assert llm.model.kv_cache.free_slot_count == 512
 
 
-TP_PROMPTS, TP_STEPS = [PROMPTS[0], PROMPTS[2][:20]], 4
-
-
-def test_failure_inside_the_moe_op_frees_everything(tmp_path, monkeypatch):
-    """A failure midway through a step (some layers' keys stored, tokens routed): the pool is whole again and
-    the next requests come out as they did before."""
-    save_tiny(MixtralTpPartModel, "top2_gqa", tmp_path)
-    llm = LLM(str(tmp_path), backend="torch", kv_cache_tokens=256)
-    params = SamplingParams(max_new_tokens=6, temperature=0, ignore_eos=True)
-    before = [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS[:2], sampling_params=params)]
-    moe, calls = llm.model.ops.moe, []
-
-    def failing_moe(*args):
-        calls.append(1)
-        if len(calls) == 5:  # the second layer of the third step
-            raise RuntimeError("injected failure")
-        return moe(*args)
-
-    monkeypatch.setattr(llm.model.ops, "moe", failing_moe)
-    with pytest.raises(RuntimeError, match="injected failure"):
-        llm.generate(prompt_token_ids=PROMPTS[:2], sampling_params=params)
-    monkeypatch.undo()
-    assert len(calls) == 5 and llm.model.kv_cache.free_slot_count == 256
-    assert [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS[:2], sampling_params=params)] == before
-
-
-def _build(cls, model_dir, rank=0, world=1):
-    return cls(model_dir, read_config(model_dir), TorchBackend(torch.device("cpu")), torch.float32,
-               kv_cache_tokens=256, max_requests=len(TP_PROMPTS), tp_rank=rank, world_size=world)
-
-
-def _rank(cls, model_dir, rank, world, store, results):
-    """One tensor-parallel rank (a forked or spawned process): its slice of every expert, gloo all-reduces.
-    Results go back as plain lists (a tensor would travel as a handle that dies with this process)."""
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    try:
-        run = zooinfer_greedy(_build(cls, model_dir, rank, world), TP_PROMPTS, TP_STEPS)
-        results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
-    except Exception as exc:  # reported to the parent, which would otherwise wait for its timeout
-        results.put((rank, None, f"{type(exc).__name__}: {exc}"))
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.parametrize("cls, name, fused", [(MixtralTpPartModel, "top2_gqa", False),
-                                              (MixtralTpPartModel, "top2_gqa", True),
-                                              (Qwen3MoeTpPartModel, "mlp_only_layers", False)],
+@pytest.mark.parametrize("model_type, name, fused", [("mixtral", "top2_gqa", False), ("mixtral", "top2_gqa", True),
+                                                    ("qwen3_moe", "mlp_only_layers", False)],
                          ids=["mixtral", "mixtral_fused_layout", "qwen3_moe"])
-def test_tensor_parallel_expert_shards_match_single_rank(cls, name, fused, tmp_path):
+def test_tensor_parallel_expert_shards_match_single_rank(model_type, name, fused, tmp_path):
     """Two ranks each hold half of every expert's intermediate features (and of the dense MLP's); after the
     all-reduces each has the tp=1 logits."""
-    model_dir = tmp_path / "model"
-    hf = save_tiny(cls, name, model_dir)
+    hf = save_tiny(model_registry().get(model_type), name, tmp_path)
     if fused:
-        hf.save_pretrained(model_dir, save_original_format=False)
-    single = zooinfer_greedy(_build(cls, model_dir), TP_PROMPTS, TP_STEPS)
-    # A forked rank starts at once; a process that has used CUDA must spawn. The file store needs no free port.
-    ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_rank, args=(cls, model_dir, r, 2, tmp_path / "store", results))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        outs = [results.get(timeout=120) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    assert all(p.exitcode == 0 for p in procs)
-    for rank, tokens, logits in outs:
+        hf.save_pretrained(tmp_path, save_original_format=False)
+    single = zooinfer_greedy(tp.build(tmp_path, model_type=model_type), tp.PROMPTS, tp.STEPS)
+    for rank, tokens, logits in tp.run_ranks(tmp_path, model_type, 2):
         assert tokens is not None, logits
         assert tokens == single.tokens, rank
         torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)
