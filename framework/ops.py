@@ -75,6 +75,19 @@ class Ops:
         """GeGLU: x [n, 2I] laid out as (gate, up) -> gelu(gate, approximate) * up [n, I], like silu_and_mul."""
         raise NotImplementedError
 
+    def moe(self, x, router_logits, w13, w2, top_k: int, renormalize: bool) -> torch.Tensor:
+        """Sparse mixture-of-experts SwiGLU FFN (Mixtral, Qwen3-MoE), routed as transformers routes.
+
+        x [n, H]; router_logits [n, E] (x @ router.T, in the run dtype); w13 [E, 2I, H] holds each expert's
+        gate rows then up rows, w2 [E, H, I] its down projection. Token t takes the top_k experts of
+        p = softmax(router_logits[t] in float32) (ties to the lower index), weighted p_e, or p_e / sum of the
+        top_k p when renormalize; out[t] = sum over them of weight_e * w2[e] @ (silu(g) * u), with
+        (g, u) = w13[e] @ x[t] rounded to the run dtype as linear + silu_and_mul round. Routing weights stay
+        float32 and the sum over experts accumulates in float32 (transformers sums in the run dtype: the same
+        in float32 runs). Returns [n, H] in x's dtype. Under tensor parallelism each rank holds a slice of
+        every expert's I (rows of both halves of w13, columns of w2) and the caller all-reduces the result."""
+        raise NotImplementedError
+
     def linear(self, x, weight, bias=None) -> torch.Tensor:
         """x [n, in] @ weight[out, in].T (+ bias [out])."""
         raise NotImplementedError

@@ -47,6 +47,43 @@ class TorchBackend(Ops):
         gate, up = x.chunk(2, dim=-1)
         return self.gelu(gate, approximate) * up
 
+    def moe_routing(self, router_logits, top_k, renormalize):
+        """(weights [n, top_k] float32, experts [n, top_k] int64): the routing every backend's moe shares."""
+        probs = torch.softmax(router_logits.float(), dim=-1)
+        weights, experts = torch.topk(probs, top_k, dim=-1)
+        return (weights / weights.sum(dim=-1, keepdim=True) if renormalize else weights), experts
+
+    def moe(self, x, router_logits, w13, w2, top_k, renormalize):
+        weights, experts = self.moe_routing(router_logits, top_k, renormalize)
+        # On the CPU a host sync costs nothing, so only the experts hit run, each on its own tokens. Elsewhere
+        # the decode step must not sync (CUDA graphs): every expert runs on every token, weighted 0 where not routed.
+        return self._moe_experts(x, weights, experts, w13, w2, sparse=x.device.type == "cpu")
+
+    def _moe_experts(self, x, weights, experts, w13, w2, sparse: bool):
+        """The experts' weighted outputs summed per token in float32, in expert order either way (adding a 0 term
+        leaves a float32 sum as it was, so sparse and dense give the same result)."""
+        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        if not sparse:
+            for e in range(w13.shape[0]):
+                weight = (weights * (experts == e)).sum(dim=-1)  # [n]; a token picks an expert at most once
+                out += self._expert(x, w13[e], w2[e]).float() * weight[:, None]
+            return out.to(x.dtype)
+        # The (token, expert) pairs grouped by expert with one sort, and one host sync for the group sizes.
+        order = experts.flatten().argsort(stable=True)
+        tokens, pair_weights = order // experts.shape[1], weights.flatten()[order]
+        start = 0
+        for e, count in enumerate(torch.bincount(experts.flatten(), minlength=w13.shape[0]).tolist()):
+            group = slice(start, start + count)
+            start += count
+            if count:
+                y = self._expert(x[tokens[group]], w13[e], w2[e])
+                out.index_add_(0, tokens[group], y.float() * pair_weights[group, None])
+        return out.to(x.dtype)
+
+    def _expert(self, x, w13, w2):
+        """One expert's SwiGLU MLP: w13 [2I, H] (gate rows, then up rows), w2 [H, I]."""
+        return self.linear(self.silu_and_mul(self.linear(x, w13)), w2)
+
     def linear(self, x, weight, bias=None):
         if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= 16:
             # Decode on the CPU: MKL streams the weight about twice as fast as weight @ x.T than as x @ weight.T

@@ -1,4 +1,4 @@
-"""The triton backend: Triton kernels for the hot ops (norms, rotary, activations, KV store, attention).
+"""The triton backend: Triton kernels for the hot ops (norms, rotary, activations, KV store, attention, MoE).
 
 Importing this package does not import triton: the registry lists the backend and asks `is_available`
 on machines without it. `TritonBackend` is loaded on first access.

@@ -41,8 +41,9 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import activation, context_attention, matvec, norm, rotary, store_kv, token_attention
-        self._norm, self._rotary, self._activation, self._matvec = norm, rotary, activation, matvec
+        from . import activation, context_attention, matvec, moe, norm, rotary, store_kv, token_attention
+        self._norm, self._rotary, self._activation = norm, rotary, activation
+        self._matvec, self._moe = matvec, moe
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
     def rmsnorm(self, x, weight, eps, residual=None):
@@ -68,6 +69,10 @@ class TritonBackend(TorchBackend):
         if x.device.type == "cuda" and x.dim() == 2 and x.shape[0] == 1 and weight.dtype == x.dtype:
             return self._matvec.matvec(x, weight, bias)
         return super().linear(x, weight, bias)
+
+    def moe(self, x, router_logits, w13, w2, top_k, renormalize):
+        weights, experts = self.moe_routing(router_logits, top_k, renormalize)
+        return self._moe.moe(x, weights, experts, w13, w2)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)

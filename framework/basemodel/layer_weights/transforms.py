@@ -17,7 +17,16 @@ def rows(tensor, start: int, stop: int):
     return tensor[start:stop]
 
 
+def expert(tensor, index: int, start: int | None = None, stop: int | None = None):
+    """Expert `index` of a tensor stacking every expert ([E, ...], transformers' fused MoE layout), or only its
+    rows [start, stop) (the gate or the up half of gate_up_proj)."""
+    if not 0 <= index < tensor.shape[0]:
+        raise ValueError(f"expert {index} is outside a tensor of {tensor.shape[0]} experts")
+    return tensor[index] if start is None else rows(tensor[index], start, stop)
+
+
 @hookimpl
 def zooinfer_register_weight_transforms(registry):
     registry.register("transpose", transpose)
     registry.register("rows", rows)
+    registry.register("expert", expert)
