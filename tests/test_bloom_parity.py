@@ -1,5 +1,5 @@
-"""BLOOM against Hugging Face transformers: tiny random configs over head counts (powers of two and not, for the
-ALiBi slopes), both residual modes, tied and untied lm_head, bigscience's unprefixed checkpoints; float32."""
+"""BLOOM against Hugging Face transformers beyond the kit's whole-model suite (test_torch_model.py runs every tiny
+config): ALiBi slopes, bigscience's unprefixed checkpoints, batching, tensor parallelism; float32."""
 import json
 import multiprocessing
 import socket
@@ -11,12 +11,12 @@ from safetensors.torch import load_file, save_file
 from transformers import BloomConfig
 from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 
-from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.engine.loading import read_config
 from zooinfer.models.bloom import BloomTpPartModel
 from zooinfer.models.bloom.alibi import alibi_slopes, rank_alibi_slopes
 from zooinfer.plugins.torch_backend.backend import TorchBackend
+from zooinfer.testing import assert_greedy_matches, save_random_model
 from zooinfer.tools.compare import zooinfer_greedy
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -24,19 +24,6 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 HEAD_DIM = 8
 BASE = dict(vocab_size=160, n_layer=2, n_head=4)
 POST = dict(apply_residual_connection_post_layernorm=True)
-CONFIGS = {
-    "heads1": dict(n_head=1),
-    "heads2_post": dict(n_head=2, **POST),
-    "heads3": dict(n_head=3),
-    "heads4": dict(n_head=4),
-    "heads5_post": dict(n_head=5, **POST),
-    "heads6": dict(n_head=6),
-    "heads8_post": dict(n_head=8, **POST),
-    "heads12": dict(n_head=12),
-    "heads12_post": dict(n_head=12, **POST),
-    "untied_lm_head": dict(tie_word_embeddings=False),
-    "layer_norm_epsilon": dict(layer_norm_epsilon=1e-2, n_layer=3),
-}
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
 
@@ -51,12 +38,6 @@ def assert_matches(hf, llm, prompts=PROMPTS):
     for prompt, out in zip(prompts, outputs):
         assert len(out.token_ids) == GREEDY.max_new_tokens and out.finish_reason == "length"
         assert_greedy_matches(hf, prompt, out)
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-def test_greedy_and_logprobs_match_transformers(name, tmp_path):
-    hf = save_random_model(bloom_config(**CONFIGS[name]), tmp_path)
-    assert_matches(hf, LLM(str(tmp_path)))
 
 
 def test_alibi_slopes_match_transformers():

@@ -3,7 +3,7 @@ Skipped where there is no CUDA device (CI has none); run on a GPU machine with `
 import pytest
 import torch
 
-from hf_reference import save_random_model
+from zooinfer.testing import save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.errors import ZooinferError
 from zooinfer.plugin_manager import model_registry

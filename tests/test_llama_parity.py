@@ -1,48 +1,21 @@
-"""Llama against Hugging Face transformers: tiny random configs covering every option, float32."""
+"""Llama against Hugging Face transformers beyond the kit's whole-model suite (test_torch_model.py runs every
+tiny config): rope past the trained length, batching, sampling, stop tokens; float32."""
 import pytest
 import torch
 from transformers import LlamaConfig
 
-from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
+from zooinfer.models.llama.model import TINY_CONFIGS
+from zooinfer.testing import save_random_model
 
-BASE = dict(vocab_size=160, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=128)
-ROPE_HALF = 8  # head_dim 16 -> 8 frequencies
-
-CONFIGS = {
-    "gqa": {},
-    "mha": dict(num_key_value_heads=4),
-    "mqa": dict(num_key_value_heads=1),
-    "head_dim_from_config": dict(head_dim=24),
-    "attention_and_mlp_bias": dict(attention_bias=True, mlp_bias=True),
-    "tied_embeddings": dict(tie_word_embeddings=True),
-    "rope_theta": dict(rope_theta=500.0),
-    "rope_linear": dict(rope_scaling={"rope_type": "linear", "factor": 4.0}),
-    "rope_yarn": dict(rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}),
-    "rope_llama3": dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
-    "rope_longrope": dict(rope_scaling={"rope_type": "longrope", "short_factor": [1.0 + i / 8 for i in range(ROPE_HALF)],
-                                        "long_factor": [2.0 + i for i in range(ROPE_HALF)],
-                                        "original_max_position_embeddings": 128}, max_position_embeddings=512),
-}
+BASE = TINY_CONFIGS["gqa"]
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_greedy_and_logprobs_match_transformers(name, tmp_path):
-    hf = save_random_model(LlamaConfig(**{**BASE, **CONFIGS[name]}), tmp_path)
-    llm = LLM(str(tmp_path))
-    outputs = llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)
-    for prompt, out in zip(PROMPTS, outputs):
-        assert len(out.token_ids) == GREEDY.max_new_tokens and out.finish_reason == "length"
-        assert_greedy_matches(hf, prompt, out)
-
-
 def test_longrope_past_original_length(tmp_path):
     """Past original_max_position_embeddings longrope switches to its long factors, per step, as transformers does."""
-    cfg = {**BASE, **CONFIGS["rope_longrope"]}
+    cfg = dict(TINY_CONFIGS["rope_longrope"])
     cfg["rope_scaling"] = {**cfg["rope_scaling"], "original_max_position_embeddings": 32}
     hf = save_random_model(LlamaConfig(**cfg), tmp_path)
     _assert_matches_hf_generate(hf, LLM(str(tmp_path)), list(range(1, 41)))

@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hf_reference import assert_greedy_matches
+from zooinfer.testing import assert_greedy_matches
 from zooinfer import LLM, SamplingParams
 
 QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.",

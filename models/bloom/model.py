@@ -9,6 +9,28 @@ from .layer_weights.pre_and_post_layer_weight import BloomPreAndPostLayerWeight
 from .layer_weights.transformer_layer_weight import BloomTransformerLayerWeight
 
 
+def _tiny(n_head=4, **overrides) -> dict:
+    return dict(vocab_size=160, n_layer=2, n_head=n_head, hidden_size=8 * n_head, **overrides)
+
+
+_POST = dict(apply_residual_connection_post_layernorm=True)
+# transformers BloomConfig kwargs: head counts that are powers of two and not (ALiBi slopes), both residual
+# modes, tied and untied lm_head. zooinfer.testing runs each through every backend.
+TINY_CONFIGS = {
+    "heads1": _tiny(1),
+    "heads2_post": _tiny(2, **_POST),
+    "heads3": _tiny(3),
+    "heads4": _tiny(4),
+    "heads5_post": _tiny(5, **_POST),
+    "heads6": _tiny(6),
+    "heads8_post": _tiny(8, **_POST),
+    "heads12": _tiny(12),
+    "heads12_post": _tiny(12, **_POST),
+    "untied_lm_head": _tiny(tie_word_embeddings=False),
+    "layer_norm_epsilon": dict(_tiny(layer_norm_epsilon=1e-2), n_layer=3),
+}
+
+
 class BloomTpPartModel(TpPartBaseModel):
     """BLOOM: ALiBi instead of positions, LayerNorm with bias (also on the embedding), fused per-head qkv,
     GELU MLP. The infer state is the base one: ALiBi needs nothing per step."""
@@ -19,6 +41,8 @@ class BloomTpPartModel(TpPartBaseModel):
     post_layer_infer_class = BloomPostLayerInfer
     config_aliases = {"n_embed": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads"}
     base_model_prefix = "transformer"  # bigscience's own checkpoints name tensors "h.0....", not "transformer.h.0...."
+    hf_config_class = "BloomConfig"
+    tiny_configs = TINY_CONFIGS
 
     def _init_config(self):
         super()._init_config()

@@ -8,6 +8,28 @@ from .layer_weights.pre_and_post_layer_weight import LlamaPreAndPostLayerWeight
 from .layer_weights.transformer_layer_weight import LlamaTransformerLayerWeight
 from .rotary import LlamaRotary
 
+_BASE = dict(vocab_size=160, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128)
+_ROPE_HALF = 8  # head_dim 16 -> 8 frequencies
+# transformers LlamaConfig kwargs, one per option the family accepts: zooinfer.testing runs each through every backend.
+TINY_CONFIGS = {name: {**_BASE, **overrides} for name, overrides in {
+    "gqa": {},
+    "mha": dict(num_key_value_heads=4),
+    "mqa": dict(num_key_value_heads=1),
+    "head_dim_from_config": dict(head_dim=24),
+    "attention_and_mlp_bias": dict(attention_bias=True, mlp_bias=True),
+    "tied_embeddings": dict(tie_word_embeddings=True),
+    "rope_theta": dict(rope_theta=500.0),
+    "rope_linear": dict(rope_scaling={"rope_type": "linear", "factor": 4.0}),
+    "rope_yarn": dict(rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}),
+    "rope_llama3": dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
+    "rope_longrope": dict(rope_scaling={"rope_type": "longrope",
+                                        "short_factor": [1.0 + i / 8 for i in range(_ROPE_HALF)],
+                                        "long_factor": [2.0 + i for i in range(_ROPE_HALF)],
+                                        "original_max_position_embeddings": 128}, max_position_embeddings=512),
+}.items()}
+
 
 class LlamaTpPartModel(TpPartBaseModel):
     pre_and_post_weight_class = LlamaPreAndPostLayerWeight
@@ -17,6 +39,8 @@ class LlamaTpPartModel(TpPartBaseModel):
     post_layer_infer_class = LlamaPostLayerInfer
     infer_state_class = LlamaInferStateInfo
     required_config_keys = TpPartBaseModel.required_config_keys + ("intermediate_size",)
+    hf_config_class = "LlamaConfig"
+    tiny_configs = TINY_CONFIGS
 
     def _init_config(self):
         super()._init_config()
