@@ -91,7 +91,7 @@ def cmd_generate(args) -> int:
 def cmd_plugins(args) -> int:
     from zooinfer.plugin_manager import backend_registry, model_registry
     listing = {"models": [_describe(e) for e in model_registry().entries()],
-               "backends": [_describe(e) for e in backend_registry().entries()]}
+               "backends": [_describe(e, _backend_facts) for e in backend_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -101,6 +101,10 @@ def cmd_plugins(args) -> int:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"
             broken = f"  (fails to load: {e['error']})" if e["error"] else ""
             print(f"  {e['name']:<12} {source:<20} {e['target']}{broken}")
+            if "priority" in e:
+                ops = "none: it is the reference" if e["reference"] else ", ".join(e["overrides"]) or "none"
+                print(f"  {'':<12} devices {', '.join(e['device_types'])}; priority {e['priority']}; "
+                      f"overrides {ops}")
     return 0
 
 
@@ -124,14 +128,19 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _describe(entry) -> dict:
-    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why."""
+def _describe(entry, facts=None) -> dict:
+    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why; `facts(cls)`
+    adds what is known of a class that loads."""
     try:
-        entry.resolve()
-        error = None
+        cls = entry.resolve()
     except ZooinferError as exc:
-        error = str(exc)
-    return {**entry.as_dict(), "error": error}
+        return {**entry.as_dict(), "error": str(exc)}
+    return {**entry.as_dict(), "error": None, **(facts(cls) if facts else {})}
+
+
+def _backend_facts(cls) -> dict:
+    return {"device_types": list(cls.device_types), "priority": cls.priority,
+            "reference": bool(vars(cls).get("is_reference")), "overrides": list(cls.overridden_ops())}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -11,6 +11,12 @@ class TorchBackend(Ops):
     name = "torch"
     device_types = ("cpu", "cuda", "mps", "xpu")
     priority = 0
+    is_reference = True
+
+    @classmethod
+    def is_available(cls, device_type):
+        # torch.cuda, torch.mps and torch.xpu answer without initialising a device
+        return device_type == "cpu" or (device_type in cls.device_types and getattr(torch, device_type).is_available())
 
     def embedding(self, ids, weight):
         return F.embedding(ids, weight)
