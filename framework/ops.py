@@ -47,12 +47,6 @@ class Ops:
         return tuple(op for op in op_names(cls) if source(op) is not Ops and not vars(source(op)).get("is_reference"))
 
 
-def op_names(backend_class=None) -> list[str]:
-    """The contract's ops, plus those a reference backend in `backend_class`'s ancestry adds of its own."""
-    classes = [Ops, *(k for k in (backend_class or Ops).__mro__ if vars(k).get("is_reference"))]
-    return sorted({name for klass in classes for name, value in vars(klass).items()
-                   if inspect.isfunction(value) and not name.startswith("_")})
-
     def embedding(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """ids [n] int -> weight[ids] [n, H]."""
         raise NotImplementedError
@@ -105,3 +99,10 @@ def op_names(backend_class=None) -> list[str]:
         b_seq_len[b] cached tokens. A request with b_seq_len 0 (graph padding) gets zeros. max_len >= every
         b_seq_len. Returns [B, Hq, D]."""
         raise NotImplementedError
+
+
+def op_names(backend_class=None) -> list[str]:
+    """The contract's ops, plus those a reference backend in `backend_class`'s ancestry adds of its own."""
+    classes = [Ops, *(k for k in (backend_class or Ops).__mro__ if vars(k).get("is_reference"))]
+    return sorted({name for klass in classes for name, value in vars(klass).items()
+                   if inspect.isfunction(value) and not name.startswith("_")})

@@ -15,8 +15,10 @@ class TorchBackend(Ops):
 
     @classmethod
     def is_available(cls, device_type):
-        # torch.cuda, torch.mps and torch.xpu answer without initialising a device
-        return device_type == "cpu" or (device_type in cls.device_types and getattr(torch, device_type).is_available())
+        # torch.cuda, torch.xpu, ... (and torch.npu once a PrivateUse1 runtime registers it) answer without
+        # initialising a device
+        module = getattr(torch, device_type, None)
+        return device_type in cls.device_types and (device_type == "cpu" or bool(module and module.is_available()))
 
     def embedding(self, ids, weight):
         return F.embedding(ids, weight)
