@@ -66,10 +66,11 @@ def test_embedding(backend_ops, dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_name)
 @pytest.mark.parametrize("hidden", [64, 80])
 @pytest.mark.parametrize("with_residual", [False, True])
-def test_rmsnorm(backend_ops, dtype, hidden, with_residual):
+@pytest.mark.parametrize("eps", [1e-6, 0.5])  # 0.5: large enough to show in the result, so it must be the one given
+def test_rmsnorm(backend_ops, dtype, hidden, with_residual, eps):
     x, weight = rand(5, hidden, dtype=dtype), rand(hidden, dtype=dtype)
     residual = rand(5, hidden, dtype=dtype) if with_residual else None
-    call, (out, summed), (ref_out, ref_summed) = run(backend_ops, "rmsnorm", x, weight, 1e-6, residual)
+    call, (out, summed), (ref_out, ref_summed) = run(backend_ops, "rmsnorm", x, weight, eps, residual)
     close(call, out, ref_out, TOL[dtype], "normed")
     close(call, summed, ref_summed, exact(dtype), "summed")
     assert with_residual or summed is x, "rmsnorm without a residual must return x itself as `summed`"
@@ -78,11 +79,12 @@ def test_rmsnorm(backend_ops, dtype, hidden, with_residual):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("with_residual", [False, True])
-def test_layernorm(backend_ops, dtype, with_bias, with_residual):
+@pytest.mark.parametrize("eps", [1e-5, 0.5])
+def test_layernorm(backend_ops, dtype, with_bias, with_residual, eps):
     x, weight = rand(2, 3, 48, dtype=dtype) + 0.5, rand(48, dtype=dtype)
     bias = rand(48, dtype=dtype) if with_bias else None
     residual = rand(2, 3, 48, dtype=dtype) if with_residual else None
-    call, (out, summed), (ref_out, ref_summed) = run(backend_ops, "layernorm", x, weight, bias, 1e-5, residual)
+    call, (out, summed), (ref_out, ref_summed) = run(backend_ops, "layernorm", x, weight, bias, eps, residual)
     close(call, out, ref_out, TOL[dtype], "normed")
     close(call, summed, ref_summed, exact(dtype), "summed")
 
