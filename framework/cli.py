@@ -38,7 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
+    _add_bench_ops_parser(sub)
     return parser
+
+
+def _add_bench_ops_parser(sub) -> None:
+    bench = sub.add_parser("bench-ops", help="time each op of a backend against the torch reference")
+    bench.add_argument("--backend", required=True, help="the registered backend to time")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--dtype", default="float32", help="float32 (the default), bfloat16, float16")
+    bench.add_argument("--repeat", type=int, default=10, help="timed calls per op (the median is shown)")
+    for option, text in (("hidden", "hidden size"), ("heads", "attention heads"), ("kv-heads", "key-value heads"),
+                         ("head-dim", "head dim"), ("intermediate", "MLP width"), ("batch", "requests per step"),
+                         ("prompt-len", "prefill tokens per request"), ("context", "tokens a decode row attends to")):
+        bench.add_argument(f"--{option}", type=int, default=None, help=text)
+    bench.set_defaults(func=cmd_bench_ops)
 
 
 def _add_random_model_parser(sub) -> None:
@@ -125,6 +139,16 @@ def cmd_compare(args) -> int:
     if not result.passed:
         print(f"zooinfer: compare failed: {result.failure()}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_bench_ops(args) -> int:
+    from zooinfer.tools.bench_ops import Shapes, bench_ops, format_table
+    given = {k: getattr(args, k) for k in ("hidden", "heads", "kv_heads", "head_dim", "intermediate", "batch",
+                                           "prompt_len", "context") if getattr(args, k) is not None}
+    shapes = Shapes(**given)
+    rows = bench_ops(args.backend, args.device, args.dtype, args.repeat, shapes)
+    print(format_table(rows, args.backend, args.device, args.dtype, shapes))
     return 0
 
 
