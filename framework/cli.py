@@ -148,7 +148,7 @@ def cmd_bench_ops(args) -> int:
                                            "prompt_len", "context") if getattr(args, k) is not None}
     shapes = Shapes(**given)
     rows = bench_ops(args.backend, args.device, args.dtype, args.repeat, shapes)
-    print(format_table(rows, args.backend, args.device, args.dtype, shapes))
+    print(format_table(rows, args.backend, args.device, args.dtype, shapes, ["zooinfer", *args.argv]))
     return 0
 
 
@@ -175,6 +175,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # for tables that print their command
     try:
         return args.func(args)
     except ZooinferError as exc:

@@ -57,10 +57,11 @@ def make_checkpoint(family, config_name, out_dir):
 
 def generate(model_dir, backend, device, prompts):
     from zooinfer import LLM, SamplingParams
+    from zooinfer.plugin_manager import backend_registry
 
     llm = LLM(str(model_dir), device=str(device), backend=backend, dtype="float32", enforce_eager=True,
               kv_cache_tokens=512, max_prefill_tokens=40)  # a small prefill budget: later prompts join a decode batch
-    assert llm.model.ops.name == backend
+    assert type(llm.model.ops) is backend_registry().get(backend)
     params = SamplingParams(max_new_tokens=STEPS, temperature=0, logprobs=0, ignore_eos=True)
     return llm.generate(prompt_token_ids=prompts, sampling_params=params)
 

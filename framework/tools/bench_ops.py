@@ -7,7 +7,6 @@ from __future__ import annotations
 import platform
 import shlex
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 
@@ -151,13 +150,13 @@ def machine(device: torch.device) -> str:
     return f"{where}{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def format_table(rows: list[list], backend: str, device: str, dtype: str, shapes: Shapes) -> str:
+def format_table(rows: list[list], backend: str, device: str, dtype: str, shapes: Shapes, argv: list[str]) -> str:
     from zooinfer.engine.loading import parse_device
 
     header = ["phase", "op", "first argument", "torch ms", f"{backend} ms", "speed-up", "matches torch"]
     cells = [header] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = [f"command: {' '.join(shlex.quote(a) for a in ['zooinfer', *sys.argv[1:]])}",
+    lines = [f"command: {' '.join(shlex.quote(a) for a in argv)}",
              f"machine: {machine(parse_device(device))}",
              f"{dtype}; one layer of hidden {shapes.hidden}, heads {shapes.heads}/{shapes.kv_heads} x "
              f"{shapes.head_dim}, MLP {shapes.intermediate}; decode {shapes.batch} rows over {shapes.context} "
