@@ -58,7 +58,8 @@ def _add_bench_ops_parser(sub) -> None:
 def _add_random_model_parser(sub) -> None:
     rand = sub.add_parser("random-model", help="write a seeded random Hugging Face-format model")
     rand.add_argument("out_dir", metavar="OUT_DIR", help="a new (or empty) directory")
-    rand.add_argument("--arch", default=None, help="llama or bloom (or the `arch:` of --config)")
+    rand.add_argument("--arch", default=None,
+                      help="any registered model type (`zooinfer plugins`), or the `arch:` of --config")
     rand.add_argument("--config", default=None, metavar="YAML", help="model shape file, e.g. configs/tiny-llama.yaml")
     for option, text in (("hidden", "hidden size"), ("layers", "layers"), ("heads", "attention heads"),
                          ("kv-heads", "key-value heads"), ("intermediate", "MLP width"), ("vocab", "vocabulary size"),
@@ -103,13 +104,18 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from zooinfer.plugin_manager import backend_registry, model_registry
+    from zooinfer.plugin_manager import backend_registry, model_registry, op_registry, weight_transform_registry
     listing = {"models": [_describe(e) for e in model_registry().entries()],
-               "backends": [_describe(e, _backend_facts) for e in backend_registry().entries()]}
+               "backends": [_describe(e, _backend_facts) for e in backend_registry().entries()],
+               "ops": [_describe(e) for e in op_registry().entries()],
+               "weight_transforms": [_describe(e) for e in weight_transform_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    for title, entries in (("model types", listing["models"]), ("backends", listing["backends"])):
+    for title, entries in (("model types", listing["models"]), ("backends", listing["backends"]),
+                           ("plugin ops", listing["ops"]), ("weight transforms", listing["weight_transforms"])):
+        if not entries:
+            continue  # no plugin op installed is the usual case
         print(f"{title}:")
         for e in entries:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"

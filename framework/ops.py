@@ -13,6 +13,7 @@ sync, launch sizes from host ints only, and rows with b_seq_len 0 cost little an
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -42,10 +43,22 @@ class Ops:
     def overridden_ops(cls) -> tuple[str, ...]:
         """The ops this backend implements itself rather than inheriting from the reference (or from `Ops`):
         read off the class, so the declaration cannot drift from the code. Empty for the reference itself."""
-        def source(op):  # the class whose method runs for `op`
-            return next(klass for klass in cls.__mro__ if op in vars(klass))
+        def source(op):  # the class whose method runs for `op` (Ops for a plugin's op nobody defines)
+            return next((klass for klass in cls.__mro__ if op in vars(klass)), Ops)
         return tuple(op for op in op_names(cls) if source(op) is not Ops and not vars(source(op)).get("is_reference"))
 
+    def __getattr__(self, name: str):
+        """An op a plugin added (zooinfer_register_ops) and this backend does not define: its torch reference,
+        bound to this backend (so the reference may call other ops). Looked up once per backend object."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from zooinfer.plugin_manager import op_registry
+        registry = op_registry()
+        if name not in registry:
+            raise AttributeError(f"backend {self.name!r} has no op {name!r}, and no plugin registers one")
+        op = functools.partial(registry.get(name), self)
+        setattr(self, name, op)
+        return op
 
     def embedding(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """ids [n] int -> weight[ids] [n, H]."""
@@ -69,8 +82,13 @@ class Ops:
         """x [n, 2I] laid out as (gate, up) -> silu(gate) * up [n, I]."""
         raise NotImplementedError
 
-    def gelu(self, x) -> torch.Tensor:
-        """Tanh-approximated GELU (BLOOM, GPT-2)."""
+    def gelu(self, x, approximate: str = "tanh") -> torch.Tensor:
+        """GELU of x (any shape): approximate="tanh" is the tanh approximation (transformers' gelu_new and
+        gelu_pytorch_tanh: BLOOM, GPT-2, Gemma), "none" the exact erf GELU (transformers' "gelu")."""
+        raise NotImplementedError
+
+    def gelu_and_mul(self, x, approximate: str = "tanh") -> torch.Tensor:
+        """GeGLU: x [n, 2I] laid out as (gate, up) -> gelu(gate, approximate) * up [n, I], like silu_and_mul."""
         raise NotImplementedError
 
     def linear(self, x, weight, bias=None) -> torch.Tensor:
@@ -82,7 +100,8 @@ class Ops:
         raise NotImplementedError
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len: int, scale: float, alibi_slopes=None) -> torch.Tensor:
+                          max_new_len: int, scale: float, alibi_slopes=None, sliding_window: int | None = None,
+                          softcap: float | None = None) -> torch.Tensor:
         """Prefill attention over packed prompts, keys and values read from the pool (store_kv ran first).
 
         Request b's new tokens are q[b_start_loc[b] : b_start_loc[b] + b_seq_len[b] - b_ready_cache_len[b]];
@@ -90,19 +109,27 @@ class Ops:
         req_to_token[b_req_idx[b], :b_seq_len[b]] (the first b_ready_cache_len[b] were cached by earlier steps).
         GQA: query head h reads kv head h // (Hq // Hk). With alibi_slopes [Hq], the score of key position j for
         query position p gets slopes[h] * (j - p) added. max_new_len bounds the new tokens of any request.
+        With sliding_window W the query at position p sees only keys j with p - j < W (keys in (p - W, p],
+        transformers' convention for Mistral, Qwen2 and Gemma2). With softcap c the scaled score s = scale * q.k
+        becomes c * tanh(s / c), before the ALiBi bias, masking and softmax (Gemma2's attn_logit_softcapping).
         Returns [n, Hq, D]."""
         raise NotImplementedError
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float,
-                        alibi_slopes=None) -> torch.Tensor:
+                        alibi_slopes=None, sliding_window: int | None = None,
+                        softcap: float | None = None) -> torch.Tensor:
         """Decode attention: q [B, Hq, D], request b's query at position b_seq_len[b] - 1 attends to its
-        b_seq_len[b] cached tokens. A request with b_seq_len 0 (graph padding) gets zeros. max_len >= every
-        b_seq_len. Returns [B, Hq, D]."""
+        b_seq_len[b] cached tokens (the last sliding_window of them with a window). A request with b_seq_len 0
+        (graph padding) gets zeros. max_len >= every b_seq_len. alibi_slopes, sliding_window and softcap as in
+        context_attention. Returns [B, Hq, D]."""
         raise NotImplementedError
 
 
 def op_names(backend_class=None) -> list[str]:
-    """The contract's ops, plus those a reference backend in `backend_class`'s ancestry adds of its own."""
+    """The contract's ops, those plugins add (zooinfer_register_ops), and those a reference backend in
+    `backend_class`'s ancestry defines of its own."""
+    from zooinfer.plugin_manager import op_registry
+
     classes = [Ops, *(k for k in (backend_class or Ops).__mro__ if vars(k).get("is_reference"))]
     return sorted({name for klass in classes for name, value in vars(klass).items()
-                   if inspect.isfunction(value) and not name.startswith("_")})
+                   if inspect.isfunction(value) and not name.startswith("_")} | set(op_registry().names()))

@@ -28,7 +28,8 @@ class WrongGqaBackend(TorchBackend):
     """Decode attention where query head h reads kv head h % Hk (interleaved) instead of h // (Hq / Hk)."""
     name = "wrong-gqa"
 
-    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None):
+    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
+                        sliding_window=None, softcap=None):
         kv_heads = kv_cache.shape[1] // 2
         heads = torch.arange(q.shape[1], device=q.device)
         place = (heads % kv_heads) * (q.shape[1] // kv_heads) + heads // kv_heads  # where the reference reads it
@@ -38,7 +39,8 @@ class WrongGqaBackend(TorchBackend):
         if alibi_slopes is not None:
             slopes = torch.empty_like(alibi_slopes)
             slopes[place] = alibi_slopes
-        out = super().token_attention(placed_q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, slopes)
+        out = super().token_attention(placed_q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, slopes,
+                                      sliding_window, softcap)
         return out[:, place]
 
 
@@ -47,7 +49,7 @@ class NoCachedPrefixBackend(TorchBackend):
     name = "no-cached-prefix"
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len, scale, alibi_slopes=None):
+                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
         out = torch.empty_like(q)
         n_rep = q.shape[1] // (kv_cache.shape[1] // 2)
         for req, start, seq_len, ready in zip(b_req_idx.tolist(), b_start_loc.tolist(), b_seq_len.tolist(),
@@ -55,7 +57,8 @@ class NoCachedPrefixBackend(TorchBackend):
             k, v = self._gather_kv(kv_cache, req_to_token, req, seq_len, n_rep)
             positions = torch.arange(seq_len, device=q.device)[ready:]
             new = slice(start, start + seq_len - ready)
-            out[new] = self._attend(q[new], k[ready:], v[ready:], positions, positions, scale, alibi_slopes)
+            out[new] = self._attend(q[new], k[ready:], v[ready:], positions, positions, scale, alibi_slopes,
+                                    sliding_window, softcap)
         return out
 
 

@@ -5,17 +5,17 @@ import torch
 from transformers import LlamaConfig
 
 from zooinfer import LLM, SamplingParams
-from zooinfer.models.llama.model import TINY_CONFIGS
+from zooinfer.models.llama import LlamaTpPartModel
 from zooinfer.testing import save_random_model
 
-BASE = TINY_CONFIGS["gqa"]
+BASE = LlamaTpPartModel.tiny_configs["gqa"]
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
 
 
 def test_longrope_past_original_length(tmp_path):
     """Past original_max_position_embeddings longrope switches to its long factors, per step, as transformers does."""
-    cfg = dict(TINY_CONFIGS["rope_longrope"])
+    cfg = dict(LlamaTpPartModel.tiny_configs["rope_longrope"])
     cfg["rope_scaling"] = {**cfg["rope_scaling"], "original_max_position_embeddings": 32}
     hf = save_random_model(LlamaConfig(**cfg), tmp_path)
     _assert_matches_hf_generate(hf, LLM(str(tmp_path)), list(range(1, 41)))

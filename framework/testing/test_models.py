@@ -60,7 +60,8 @@ def generate(model_dir, backend, device, prompts):
     from zooinfer.plugin_manager import backend_registry
 
     llm = LLM(str(model_dir), device=str(device), backend=backend, dtype="float32", enforce_eager=True,
-              kv_cache_tokens=512, max_prefill_tokens=40)  # a small prefill budget: later prompts join a decode batch
+              kv_cache_tokens=512, max_prefill_tokens=40,  # a small prefill budget: later prompts join a decode batch
+              strict=True)  # every checkpoint tensor used
     assert type(llm.model.ops) is backend_registry().get(backend)
     params = SamplingParams(max_new_tokens=STEPS, temperature=0, logprobs=0, ignore_eos=True)
     return llm.generate(prompt_token_ids=prompts, sampling_params=params)

@@ -1,6 +1,6 @@
 """The op conformance suite: the backend under test against the torch reference, op by op, on fresh random
 data (never zeros), at the shapes models use (GQA, MQA, MHA; head dims that are not powers of two; padded decode
-rows; cached prefixes). A failure names the op, its arguments' shapes and dtypes, and the worst element.
+rows; cached prefixes; sliding windows and softcaps). A failure names the op, its arguments' shapes and dtypes, and the worst element.
 
 Run it with `pytest --pyargs zooinfer.testing --zooinfer-backend NAME`; shapes stay small, since the triton
 backend runs them on a CPU under the Triton interpreter."""
@@ -119,9 +119,19 @@ def test_silu_and_mul(backend_ops, dtype, inter):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp")  # numpy's sigmoid, Triton interpreter only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_name)
-def test_gelu(backend_ops, dtype):
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu(backend_ops, dtype, approximate):
     x = rand(7, 2, 150, dtype=dtype) * 4  # the reference rounds each step to the run dtype (ROUNDED_TOL)
-    close(*run(backend_ops, "gelu", x), ROUNDED_TOL[dtype])
+    close(*run(backend_ops, "gelu", x, approximate), ROUNDED_TOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+@pytest.mark.parametrize("inter", [48, 1100])
+def test_gelu_and_mul(backend_ops, dtype, approximate, inter):
+    x = rand(3, 2 * inter, dtype=dtype) * 3
+    close(*run(backend_ops, "gelu_and_mul", x, approximate), ROUNDED_TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=dtype_name)
@@ -185,7 +195,8 @@ def alibi(q_heads, on):
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
 @pytest.mark.parametrize("with_alibi", [False, True])
 @pytest.mark.parametrize("cached", [False, True])
-def test_context_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, cached, dtype=torch.float32):
+def test_context_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, cached, dtype=torch.float32,
+                           window=None, softcap=None):
     seq_lens = [5, 37, 18]
     ready = [3, 20, 0] if cached else [0, 0, 0]  # a cached prefix is read from the pool, not from q
     new_lens = [s - r for s, r in zip(seq_lens, ready)]
@@ -193,7 +204,7 @@ def test_context_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi,
     q = rand(sum(new_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     starts = [sum(new_lens[:i]) for i in range(len(new_lens))]
     args = (q, kv_cache, req_to_token, b_req_idx, int32(starts), int32(seq_lens), int32(ready),
-            max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi))
+            max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
     close(*run(backend_ops, "context_attention", *args), DOT_TOL[dtype])
 
 
@@ -204,7 +215,8 @@ def test_context_attention_half(backend_ops, dtype):
 
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
 @pytest.mark.parametrize("with_alibi", [False, True])
-def test_token_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, dtype=torch.float32, max_len=80):
+def test_token_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, dtype=torch.float32, max_len=80,
+                         window=None, softcap=None):
     """The reference gets max_len 80; the backend `max_len` (80, 70 or, for a kernel that allows it, less)."""
     ref, backend = backend_ops
     # Lengths cross key-block and split boundaries; the 0 is a padded row (CUDA-graph padding).
@@ -212,7 +224,7 @@ def test_token_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, d
     kv_cache, req_to_token, b_req_idx = make_pool([max(s, 1) for s in seq_lens], kv_heads, head_dim, dtype)
     q = rand(len(seq_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     args = (q, kv_cache, req_to_token, b_req_idx, int32(seq_lens))
-    rest = (head_dim ** -0.5, alibi(q_heads, with_alibi))
+    rest = (head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
     call, out, _ = run((ref, backend), "token_attention", *args, max_len, *rest)
     close(call, out, ref.token_attention(*args, 80, *rest), DOT_TOL[dtype])
     assert torch.equal(out[2], torch.zeros_like(out[2])), "token_attention: a row with b_seq_len 0 must give zeros"
@@ -225,3 +237,25 @@ def test_token_attention_half(backend_ops, dtype):
 
 def test_token_attention_max_len_equal_to_the_longest(backend_ops):
     test_token_attention(backend_ops, 4, 2, 32, True, max_len=70)  # eager decode passes the batch's longest length
+
+
+# Windows shorter than a key block, crossing blocks and splits, and longer than every request; caps that bite;
+# each with and without ALiBi somewhere.
+WINDOW_SOFTCAP = [(1, None, False), (7, None, True), (20, None, False), (100, None, True), (None, 2.0, False),
+                  (13, 5.0, True)]
+
+
+@pytest.mark.parametrize("window,softcap,with_alibi", WINDOW_SOFTCAP)
+def test_context_attention_window_and_softcap(backend_ops, window, softcap, with_alibi):
+    test_context_attention(backend_ops, 4, 2, 32, with_alibi, True, window=window, softcap=softcap)
+
+
+@pytest.mark.parametrize("window,softcap,with_alibi", WINDOW_SOFTCAP)
+def test_token_attention_window_and_softcap(backend_ops, window, softcap, with_alibi):
+    test_token_attention(backend_ops, 4, 2, 32, with_alibi, window=window, softcap=softcap)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=dtype_name)
+def test_attention_window_and_softcap_half(backend_ops, dtype):
+    test_context_attention(backend_ops, 4, 1, 64, False, True, dtype=dtype, window=9, softcap=4.0)
+    test_token_attention(backend_ops, 4, 1, 64, False, dtype=dtype, window=9, softcap=4.0)

@@ -1,7 +1,7 @@
 """`zooinfer bench-ops`: each op of a backend against the torch reference, timed at a decode step's shapes and a
 prefill's, printed as a table with the command and the machine. Shapes are one layer of a mid-size llama
 (TinyLlama-1.1B by default); results are checked against the reference once before timing, so a fast wrong op
-shows up as wrong, not as fast."""
+shows up as wrong, not as fast. Ops that plugins add (zooinfer_register_ops) have no shapes here and are left out."""
 from __future__ import annotations
 
 import platform
@@ -56,6 +56,7 @@ def op_calls(s: Shapes, phase: str, dtype, device) -> dict:
                    torch.randn(n, s.head_dim // 2, device=device), torch.randn(n, s.head_dim // 2, device=device)),
         "silu_and_mul": (rand(n, 2 * s.intermediate),),
         "gelu": (rand(n, 4 * s.hidden),),
+        "gelu_and_mul": (rand(n, 2 * s.intermediate),),
         "linear": (rand(n, s.hidden), rand(qkv_out, s.hidden) * s.hidden ** -0.5),
         "store_kv": (rand(slots, 2 * s.kv_heads, s.head_dim), rand(n, s.kv_heads, s.head_dim),
                      rand(n, s.kv_heads, s.head_dim), new_slots),

@@ -44,8 +44,16 @@ class TorchBackend(Ops):
         gate, up = x.chunk(2, dim=-1)
         return F.silu(gate) * up
 
-    def gelu(self, x):
+    def gelu(self, x, approximate="tanh"):
+        if approximate == "none":
+            return F.gelu(x)
+        if approximate != "tanh":
+            raise ValueError(f"gelu approximate must be 'tanh' or 'none', got {approximate!r}")
         return x * 0.5 * (1.0 + torch.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
+
+    def gelu_and_mul(self, x, approximate="tanh"):
+        gate, up = x.chunk(2, dim=-1)
+        return self.gelu(gate, approximate) * up
 
     def linear(self, x, weight, bias=None):
         if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= 16:
@@ -66,18 +74,21 @@ class TorchBackend(Ops):
         k, v = kv.chunk(2, dim=1)
         return k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
 
-    def _attend(self, q, k, v, q_pos, k_pos, scale, alibi_slopes):
+    def _attend(self, q, k, v, q_pos, k_pos, scale, alibi_slopes, sliding_window, softcap):
         """q [m, Hq, D] at positions q_pos [m]; k, v [l, Hq, D] at k_pos [l]; causal; float32 softmax."""
         scores = torch.einsum("mhd,lhd->hml", q.float(), k.float()) * scale
+        if softcap is not None:
+            scores = softcap * torch.tanh(scores / softcap)
         rel = (k_pos[None, :] - q_pos[:, None]).float()  # [m, l]
         if alibi_slopes is not None:
             scores = scores + alibi_slopes.float()[:, None, None] * rel[None]
-        scores = scores.masked_fill(rel[None] > 0, float("-inf"))
+        hidden = rel > 0 if sliding_window is None else (rel > 0) | (rel <= -sliding_window)
+        scores = scores.masked_fill(hidden[None], float("-inf"))
         probs = torch.softmax(scores, dim=-1)
         return torch.einsum("hml,lhd->mhd", probs, v.float()).to(q.dtype)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len, scale, alibi_slopes=None):
+                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
         out = torch.empty_like(q)
         n_rep = q.shape[1] // (kv_cache.shape[1] // 2)
         for req, start, seq_len, ready in zip(b_req_idx.tolist(), b_start_loc.tolist(), b_seq_len.tolist(),
@@ -85,20 +96,26 @@ class TorchBackend(Ops):
             k, v = self._gather_kv(kv_cache, req_to_token, req, seq_len, n_rep)
             positions = torch.arange(seq_len, device=q.device)
             new = slice(start, start + seq_len - ready)
-            out[new] = self._attend(q[new], k, v, positions[ready:], positions, scale, alibi_slopes)
+            out[new] = self._attend(q[new], k, v, positions[ready:], positions, scale, alibi_slopes, sliding_window,
+                                    softcap)
         return out
 
-    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None):
+    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
+                        sliding_window=None, softcap=None):
         # One batched pass padded to max_len: no per-request loop and no host sync in the decode step.
         slots = req_to_token[b_req_idx.long(), :max_len].long()  # [B, L]; entries past a request's length are stale
         kv = kv_cache[slots]
         rel = torch.arange(max_len, device=q.device)[None, :] - (b_seq_len.long() - 1)[:, None]  # key - query position
         future = rel > 0
+        if sliding_window is not None:  # keys that slid out of the window are masked like future ones
+            future = future | (rel <= -sliding_window)
         # On the CPU a data-dependent branch costs nothing: when no row is padded, skip the masking work.
-        padded = q.device.type != "cpu" or bool(future.any())
+        padded = q.device.type != "cpu" or softcap is not None or bool(future.any())
         if padded:
             kv = kv.masked_fill(future[:, :, None, None], 0.0)  # stale slots may hold NaN, even under a mask
         k, v = kv.transpose(1, 2).chunk(2, dim=1)  # [B, Hk, L, D] each
+        if softcap is not None:  # scaled_dot_product_attention has no hook between the scores and the softmax
+            return self._softcapped_decode(q, k, v, rel, future, scale, alibi_slopes, softcap)
         bias = None if alibi_slopes is None else (alibi_slopes.to(q.dtype)[None, :, None] * rel[:, None, :].to(q.dtype))
         if padded:
             bias = (torch.zeros_like(rel, dtype=q.dtype)[:, None] if bias is None else bias)
@@ -106,3 +123,14 @@ class TorchBackend(Ops):
         out = F.scaled_dot_product_attention(q[:, :, None, :], k, v, scale=scale, enable_gqa=True,
                                              attn_mask=None if bias is None else bias[:, :, None, :])[:, :, 0, :]
         return out.nan_to_num_(0.0) if padded else out  # padding rows (b_seq_len 0) attend to nothing: zeros
+
+    def _softcapped_decode(self, q, k, v, rel, future, scale, alibi_slopes, softcap):
+        """token_attention's scores written out: q [B, Hq, D], k and v [B, Hk, L, D] (masked rows zeroed)."""
+        n_rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(n_rep, dim=1).float(), v.repeat_interleave(n_rep, dim=1).float()
+        scores = torch.einsum("bhd,bhld->bhl", q.float(), k) * scale
+        scores = softcap * torch.tanh(scores / softcap)
+        if alibi_slopes is not None:
+            scores = scores + alibi_slopes.float()[None, :, None] * rel[:, None, :].float()
+        probs = torch.softmax(scores.masked_fill(future[:, None, :], float("-inf")), dim=-1)
+        return torch.einsum("bhl,bhld->bhd", probs.nan_to_num_(0.0), v).to(q.dtype)  # padding rows: zeros

@@ -56,17 +56,22 @@ class TritonBackend(TorchBackend):
     def silu_and_mul(self, x):
         return self._activation.silu_and_mul(x)
 
-    def gelu(self, x):
-        return self._activation.gelu(x)
+    def gelu(self, x, approximate="tanh"):
+        return self._activation.gelu(x, approximate)
+
+    def gelu_and_mul(self, x, approximate="tanh"):
+        return self._activation.gelu_and_mul(x, approximate)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len, scale, alibi_slopes=None):
+                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
         return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                               b_ready_cache_len, max_new_len, scale, alibi_slopes)
+                                               b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
+                                               softcap)
 
-    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None):
+    def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
+                        sliding_window=None, softcap=None):
         return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes)
+                                           alibi_slopes, sliding_window, softcap)

@@ -4,12 +4,15 @@ from .base_layer_infer import BaseLayerInfer
 
 class TransformerLayerInfer(BaseLayerInfer):
     """x -> x + attn(norm1(x)) -> (.) + ffn(norm2(.)). With `residual_from_norm` (BLOOM's
-    apply_residual_connection_post_layernorm) the residual branch carries the normed input instead.
+    apply_residual_connection_post_layernorm) the residual branch carries the normed input instead; with
+    `parallel_residual` (GPT-NeoX's use_parallel_residual, GPT-J, Phi) attention and MLP both read x:
+    x + attn(norm1(x)) + ffn(norm2(x)).
 
     A family implements _att_norm, _ffn_norm (each returns (normed, summed) like the norm ops),
     _get_qkv (q [n, Hq, D], k and v [n, Hk, D], positions already encoded), _get_o and _ffn."""
 
     residual_from_norm = False
+    parallel_residual = False
 
     def __init__(self, layer_num: int, network_config: dict, ops, tp_rank: int = 0, world_size: int = 1):
         super().__init__(network_config, ops, tp_rank, world_size)
@@ -20,6 +23,8 @@ class TransformerLayerInfer(BaseLayerInfer):
         self.tp_kv_heads = max(c["num_key_value_heads"] // world_size, 1)
         self.scale = self.head_dim ** -0.5
         self.alibi_slopes = None  # [tp_q_heads] for ALiBi families
+        self.sliding_window = None  # int: this layer's queries see only the last sliding_window keys
+        self.softcap = None  # float: attention scores are capped to (-softcap, softcap) with tanh
 
     def context_forward(self, x, state, weight):
         return self._layer(x, state, weight)
@@ -28,11 +33,18 @@ class TransformerLayerInfer(BaseLayerInfer):
         return self._layer(x, state, weight)
 
     def _layer(self, x, state, weight):
+        if self.parallel_residual:
+            return self._parallel_layer(x, state, weight)
         normed, _ = self._att_norm(x, None, weight)
         attn = self._attention(normed, state, weight)
         normed, summed = self._ffn_norm(attn, normed if self.residual_from_norm else x, weight)
         out = self._ffn(normed, state, weight)
         return out.add_(normed if self.residual_from_norm else summed)
+
+    def _parallel_layer(self, x, state, weight):
+        attn = self._attention(self._att_norm(x, None, weight)[0], state, weight)
+        out = self._ffn(self._ffn_norm(x, None, weight)[0], state, weight)
+        return out.add_(attn).add_(x)
 
     def _attention(self, x, state, weight):
         q, k, v = self._get_qkv(x, state, weight)
@@ -41,10 +53,12 @@ class TransformerLayerInfer(BaseLayerInfer):
         if state.is_prefill:
             o = self.ops.context_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
                                            state.b_start_loc, state.b_seq_len, state.b_ready_cache_len,
-                                           state.max_new_len, self.scale, self.alibi_slopes)
+                                           state.max_new_len, self.scale, self.alibi_slopes,
+                                           self.sliding_window, self.softcap)
         else:
             o = self.ops.token_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
-                                         state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes)
+                                         state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes,
+                                         self.sliding_window, self.softcap)
         return self._get_o(o.reshape(o.shape[0], -1), state, weight)
 
     def _att_norm(self, x, residual, weight):

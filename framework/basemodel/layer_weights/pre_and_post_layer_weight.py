@@ -17,3 +17,15 @@ class PreAndPostLayerWeight(BaseLayerWeight):
         super().finish()
         if self.config.get("tie_word_embeddings"):
             self.lm_head = self.embed_tokens
+
+
+class DecoderPreAndPostLayerWeight(PreAndPostLayerWeight):
+    """The llama-like layout: `model.embed_tokens`, final `model.norm`, and `lm_head` (unless tied); the embedding
+    and lm_head are replicated on every rank."""
+
+    def tensor_specs(self):
+        c = self.config
+        vocab, hidden = c["vocab_size"], c["hidden_size"]
+        return {"embed_tokens": [TensorSpec("model.embed_tokens.weight", (vocab, hidden))],
+                "norm": [TensorSpec("model.norm.weight", (hidden,))],
+                **self.lm_head_specs()}

@@ -1,0 +1,70 @@
+"""The llama-like model as a template: rotary positions, RMSNorm, GQA attention, gated MLP. A family names its
+transformers config class and its defaults, and swaps only the parts that differ."""
+from __future__ import annotations
+
+from zooinfer.errors import ZooinferError
+
+from .basemodel import TpPartBaseModel
+from .layer_infer import PreLayerInfer
+from .layer_infer.gated_mlp_layer_infer import GatedMLPTransformerLayerInfer, check_gated_activation
+from .layer_infer.rmsnorm_post_layer_infer import RMSNormPostLayerInfer
+from .layer_weights.gated_mlp_layer_weight import GatedMLPTransformerLayerWeight
+from .layer_weights.pre_and_post_layer_weight import DecoderPreAndPostLayerWeight
+from .rotary import Rotary, RotaryInferStateInfo, build_hf_config
+
+
+class DecoderTpPartModel(TpPartBaseModel):
+    pre_and_post_weight_class = DecoderPreAndPostLayerWeight
+    transformer_weight_class = GatedMLPTransformerLayerWeight
+    pre_layer_infer_class = PreLayerInfer
+    transformer_layer_infer_class = GatedMLPTransformerLayerInfer
+    post_layer_infer_class = RMSNormPostLayerInfer
+    infer_state_class = RotaryInferStateInfo
+    required_config_keys = TpPartBaseModel.required_config_keys + ("intermediate_size",)
+    # transformers' defaults for config.json files that leave these keys out (LlamaConfig's here)
+    config_defaults: dict = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "attention_bias": False,
+                             "mlp_bias": False, "hidden_act": "silu"}
+    partial_rotary = False  # whether the family honours partial_rotary_factor, as transformers' class does
+
+    def _init_config(self):
+        super()._init_config()
+        c = self.config
+        for key, default in self.config_defaults.items():
+            c.setdefault(key, default)
+        family = self.hf_config_class.removesuffix("Config").lower()
+        check_gated_activation(c["hidden_act"], family)
+        self.hf_config = build_hf_config(self.hf_config_class_object(), c, family,
+                                         self.model_dir / "config.json")
+        self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
+        c["rotary_dim"] = self.rotary.rotary_dim
+        self.sliding_windows = self.layer_sliding_windows()
+
+    def _init_custom(self):
+        """Hands each layer its sliding window (a family overriding this calls super()._init_custom())."""
+        for layer, window in zip(self.layers_infer, self.sliding_windows):
+            layer.sliding_window = window
+
+    def layer_sliding_windows(self) -> list:
+        """Each layer's sliding window, as transformers applies it: config.sliding_window on every layer
+        (Mistral), or only on the layers whose layer_types entry is "sliding_attention" (Qwen2/3 build it from
+        use_sliding_window and max_window_layers); None where attention is full."""
+        where, layers = self.model_dir / "config.json", self.config["num_hidden_layers"]
+        window = getattr(self.hf_config, "sliding_window", None)
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+            raise ZooinferError(f"{where}: sliding_window must be a positive integer or null, got {window!r}")
+        layer_types = getattr(self.hf_config, "layer_types", None)
+        if window is None or layer_types is None:
+            return [window] * layers
+        if len(layer_types) != layers:
+            raise ZooinferError(f"{where}: layer_types has {len(layer_types)} entries for {layers} layers")
+        return [window if kind == "sliding_attention" else None for kind in layer_types]
+
+    def max_context_length(self) -> int:
+        # Dynamic NTK scaling exists to run past the trained length: up to `factor` times it.
+        rope = self.config.get("rope_parameters") or self.config.get("rope_scaling") or {}
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        factor = rope.get("factor", 1.0) if "dynamic" in rope_type else 1.0
+        return int(super().max_context_length() * factor)
+
+    def supports_cuda_graph(self) -> bool:
+        return not self.rotary.length_dependent  # their frequencies change on the host between steps
