@@ -65,3 +65,25 @@ def test_ignoring_the_cached_prefix_is_named(pytester, monkeypatch):
     assert outcomes["failed"] == 2 and outcomes["passed"] == 2  # cached, with and without ALiBi
     result.stdout.fnmatch_lines([
         "*result of context_attention(q=[[]37, 4, 32[]] float32*b_ready_cache_len=[[]3[]] int32*max |difference|*"])
+
+
+def test_the_interpreter_switch_nests_and_restores(monkeypatch):
+    from zooinfer.testing import interpreter
+    from zooinfer.testing.interpreter import triton_interpreter
+
+    monkeypatch.setattr(interpreter, "_wanted", lambda: True)  # as on a machine without a GPU
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with triton_interpreter():
+        assert os.environ["TRITON_INTERPRET"] == "1"
+        with triton_interpreter():
+            assert os.environ["TRITON_INTERPRET"] == "1"
+        assert os.environ["TRITON_INTERPRET"] == "1"  # the inner block's end leaves the outer one's setting
+    assert "TRITON_INTERPRET" not in os.environ
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the user's own setting is left alone, and restored
+    with triton_interpreter(), triton_interpreter():
+        assert os.environ["TRITON_INTERPRET"] == "0"
+    assert os.environ["TRITON_INTERPRET"] == "0"
+    monkeypatch.setattr(interpreter, "_wanted", lambda: False)  # a GPU: never switched on
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with triton_interpreter():
+        assert "TRITON_INTERPRET" not in os.environ
