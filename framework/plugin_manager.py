@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -11,7 +12,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, ZooinferError
 
 ENTRY_POINT_GROUP = "zooinfer"
 
@@ -159,10 +160,26 @@ def weight_transform_registry() -> Registry:
     return _collect("zooinfer_register_weight_transforms", "weight transform", functions=True)
 
 
+_DEVICE = re.compile(r"([a-z][a-z0-9_]*)(:\d+)?")
+
+
+def device_type_of(device: str) -> str:
+    """'npu:1' -> 'npu'. Any type, not only those torch knows yet: a PrivateUse1 runtime registers its type
+    when the backend serving it is imported, which selection does."""
+    if hasattr(device, "type") and hasattr(device, "index"):  # a torch.device
+        return device.type
+    match = _DEVICE.fullmatch(device) if isinstance(device, str) else None
+    if match is None:
+        raise ZooinferError(f"invalid device {device!r}: expected a device type and an optional index, like 'cuda:0'")
+    return match.group(1)
+
+
 def select_backend(name: str | None, device: str):
-    """The backend class for a device: the named one, else the highest-priority available one that serves it."""
+    """The backend class for a device. A named backend always wins (it must serve the device and be available);
+    otherwise the available backend serving the device with the highest priority, and two of them at that
+    priority are an error naming both, never a silent pick."""
     registry = backend_registry()
-    device_type = device.split(":")[0]
+    device_type = device_type_of(device)
     if name is not None:
         cls = registry.get(name)
         if device_type not in cls.device_types:
@@ -178,7 +195,12 @@ def select_backend(name: str | None, device: str):
             _report(str(exc), exc)
             continue
         if device_type in cls.device_types and cls.is_available(device_type):
-            candidates.append(cls)
+            candidates.append((entry.name, cls))
     if not candidates:
         raise PluginError(f"no available backend serves device {device!r}; registered: {', '.join(registry.names())}")
-    return max(candidates, key=lambda cls: cls.priority)
+    top = max(cls.priority for _, cls in candidates)
+    best = [name for name, cls in candidates if cls.priority == top]
+    if len(best) > 1:
+        raise PluginError(f"backends {', '.join(repr(n) for n in best)} serve device {device!r} at the same priority "
+                          f"{top}: name one (--backend, LLM(backend=...)) or uninstall all but one")
+    return dict(candidates)[best[0]]

@@ -13,7 +13,7 @@ TINY_LLAMA = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidd
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     """A tiny random llama checkpoint (config.json + model.safetensors, no tokenizer). Treat it as read-only."""
-    from hf_reference import save_random_model
+    from zooinfer.testing import save_random_model
     from transformers import LlamaConfig
 
     out = tmp_path_factory.mktemp("tiny-llama")

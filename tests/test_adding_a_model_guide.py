@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.basemodel import TensorSpec, TransformerLayerWeight
 from zooinfer.plugin_manager import get_plugin_manager
+from zooinfer.testing import assert_greedy_matches, save_random_model
 from zooinfer.tools.compare import compare
 from zooinfer.tools.random_model import random_model
 

@@ -1,5 +1,5 @@
-"""BLOOM against Hugging Face transformers: tiny random configs over head counts (powers of two and not, for the
-ALiBi slopes), both residual modes, tied and untied lm_head, bigscience's unprefixed checkpoints; float32."""
+"""BLOOM against Hugging Face transformers beyond the kit's whole-model suite (test_torch_model.py runs every tiny
+config): ALiBi slopes, bigscience's unprefixed checkpoints, batching, tensor parallelism; float32."""
 import json
 import multiprocessing
 import queue
@@ -13,12 +13,12 @@ from safetensors.torch import load_file, save_file
 from transformers import BloomConfig
 from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 
-from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.engine.loading import read_config
 from zooinfer.models.bloom import BloomTpPartModel
 from zooinfer.models.bloom.alibi import alibi_slopes, rank_alibi_slopes
 from zooinfer.plugins.torch_backend.backend import TorchBackend
+from zooinfer.testing import assert_greedy_matches, save_random_model
 from zooinfer.tools.compare import zooinfer_greedy
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -26,7 +26,6 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 HEAD_DIM = 8
 BASE = dict(vocab_size=160, n_layer=2, n_head=4)
 POST = dict(apply_residual_connection_post_layernorm=True)
-CONFIGS = BloomTpPartModel.tiny_configs
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
 
@@ -41,12 +40,6 @@ def assert_matches(hf, llm, prompts=PROMPTS):
     for prompt, out in zip(prompts, outputs):
         assert len(out.token_ids) == GREEDY.max_new_tokens and out.finish_reason == "length"
         assert_greedy_matches(hf, prompt, out)
-
-
-@pytest.mark.parametrize("name", CONFIGS)
-def test_greedy_and_logprobs_match_transformers(name, tmp_path):
-    hf = save_random_model(BloomConfig(**CONFIGS[name]), tmp_path)
-    assert_matches(hf, LLM(str(tmp_path), strict=True))
 
 
 def test_alibi_slopes_match_transformers():

@@ -5,8 +5,8 @@ import gguf
 import pytest
 from transformers import MistralConfig, Qwen2Config, Qwen3Config
 
-from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams, gguf_convert
+from zooinfer.testing import assert_greedy_matches, save_random_model
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 TINY = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,

@@ -3,10 +3,10 @@ Skipped where there is no CUDA device (CI has none); run on a GPU machine with `
 import pytest
 import torch
 
-from hf_reference import save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.errors import ZooinferError
 from zooinfer.plugin_manager import model_registry
+from zooinfer.testing import save_random_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

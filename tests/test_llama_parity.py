@@ -1,31 +1,21 @@
-"""Llama against Hugging Face transformers: tiny random configs covering every option, float32."""
+"""Llama against Hugging Face transformers beyond the kit's whole-model suite (test_torch_model.py runs every
+tiny config): rope past the trained length, batching, sampling, stop tokens; float32."""
 import pytest
 import torch
 from transformers import LlamaConfig
 
-from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.models.llama import LlamaTpPartModel
+from zooinfer.testing import save_random_model
 
 BASE = LlamaTpPartModel.tiny_configs["gqa"]
-CONFIGS = LlamaTpPartModel.tiny_configs
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_greedy_and_logprobs_match_transformers(name, tmp_path):
-    hf = save_random_model(LlamaConfig(**CONFIGS[name]), tmp_path)
-    llm = LLM(str(tmp_path), strict=True)
-    outputs = llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)
-    for prompt, out in zip(PROMPTS, outputs):
-        assert len(out.token_ids) == GREEDY.max_new_tokens and out.finish_reason == "length"
-        assert_greedy_matches(hf, prompt, out)
-
-
 def test_longrope_past_original_length(tmp_path):
     """Past original_max_position_embeddings longrope switches to its long factors, per step, as transformers does."""
-    cfg = {**BASE, **CONFIGS["rope_longrope"]}
+    cfg = dict(LlamaTpPartModel.tiny_configs["rope_longrope"])
     cfg["rope_scaling"] = {**cfg["rope_scaling"], "original_max_position_embeddings": 32}
     hf = save_random_model(LlamaConfig(**cfg), tmp_path)
     _assert_matches_hf_generate(hf, LLM(str(tmp_path)), list(range(1, 41)))

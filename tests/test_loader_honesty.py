@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, Qwen2Config
 
 from conftest import TINY_LLAMA
-from hf_reference import save_random_model
 from zooinfer import LLM, SamplingParams
 from zooinfer.errors import ZooinferError
+from zooinfer.testing import save_random_model
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 GREEDY = SamplingParams(max_new_tokens=3, temperature=0, ignore_eos=True)

@@ -35,6 +35,10 @@ class FakeDeviceBackend(TorchBackend):
     name = "fakedev-test"
     device_types = ("fakedev",)
 
+    @classmethod
+    def is_available(cls, device_type):
+        return device_type in cls.device_types  # torch's own asks torch.<device type>, which has no fakedev
+
 
 class UnavailableBackend(TorchBackend):
     name = "unavailable-test"
@@ -88,7 +92,7 @@ def test_builtins_come_from_the_distributions_entry_points():
     assert models["llama"].as_dict()["target"] == "zooinfer.models.llama.model:LlamaTpPartModel"
     assert model_registry().get("llama") is LlamaTpPartModel
     assert backend_registry().get("torch") is TorchBackend
-    assert select_backend(None, "cpu") is TorchBackend
+    assert select_backend("torch", "cpu") is TorchBackend
 
 
 def test_throwaway_plugin_entries_have_no_distribution(register_plugin):
@@ -164,9 +168,10 @@ def test_lazy_model_that_fails_to_import(register_plugin, tiny_llama_dir, refere
 
 
 def test_lazy_backend_that_fails_to_import_warns(register_plugin, tiny_llama_dir, reference_tokens):
+    installed_default = select_backend(None, "cpu")  # torch, or a CPU backend of higher priority installed here
     register_plugin("lazy-backend", backends=lambda registry: registry.register("ghost", f"{MISSING_MODULE}:Backend"))
     with pytest.warns(RuntimeWarning, match=f"lazy-backend.*ModuleNotFoundError.*{MISSING_MODULE}"):
-        assert select_backend(None, "cpu") is TorchBackend
+        assert select_backend(None, "cpu") is installed_default
     with pytest.warns(RuntimeWarning, match="lazy-backend"):
         llm = LLM(str(tiny_llama_dir))
     assert llm.generate(prompt_token_ids=PROMPT, sampling_params=GREEDY)[0].token_ids == reference_tokens
@@ -260,7 +265,11 @@ def test_backend_that_does_not_serve_the_device(register_plugin):
         select_backend(None, "nodev")
 
 
-def test_highest_priority_available_backend_is_the_default(register_plugin, tiny_llama_dir, reference_tokens):
+def test_highest_priority_available_backend_is_the_default(register_plugin, tiny_llama_dir, reference_tokens,
+                                                           monkeypatch):
+    # above whatever CPU backend is installed here
+    monkeypatch.setattr(FastBackend, "priority", select_backend(None, "cpu").priority + 1)
+
     def backends(registry):
         registry.register("fast-test", FastBackend)
         registry.register("unavailable-test", UnavailableBackend)
@@ -326,7 +335,9 @@ def test_cli_plugins_json(register_plugin, capsys, monkeypatch):
     assert models["llama"]["target"] == "zooinfer.models.llama.model:LlamaTpPartModel"
     assert backends["listed-backend"] == {"name": "listed-backend", "target": f"{__name__}:FastBackend",
                                           "plugin": "listed-plugin", "distribution": None, "version": None,
-                                          "error": None}
+                                          "error": None, "device_types": ["cpu", "cuda", "mps", "xpu"],
+                                          "priority": 10, "reference": False, "overrides": []}
+    assert backends["torch"]["reference"] and backends["torch"]["overrides"] == []
 
 
 def test_cli_plugins_shows_an_entry_that_cannot_load(register_plugin, capsys, monkeypatch):
@@ -348,3 +359,97 @@ def test_cli_plugins_with_a_broken_plugin_strict(register_plugin, strict, capsys
     code, out, err = run_cli(capsys, monkeypatch, "plugins")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("zooinfer: error:") and "exploding" in err
+
+
+def test_cli_plugins_shows_what_a_backend_overrides(register_plugin, capsys, monkeypatch):
+    register_plugin("listed-plugin", backends=lambda registry: registry.register("own-norm", OwnNormBackend))
+    code, out, err = run_cli(capsys, monkeypatch, "plugins")
+    lines = out.splitlines()
+    own = lines[lines.index(next(line for line in lines if line.split()[0] == "own-norm")) + 1]
+    assert own.split() == ["devices", "npu;", "priority", "3;", "overrides", "rmsnorm"]
+    torch_facts = lines[lines.index(next(line for line in lines if line.split()[0] == "torch")) + 1]
+    assert "priority 0" in torch_facts and "the reference" in torch_facts
+
+
+# -- what a backend declares: ops, devices; how one is chosen --------------------------------------------
+class OwnNormBackend(TorchBackend):
+    """A backend of a device torch does not know until its runtime is imported (a PrivateUse1 device)."""
+    name = "own-norm"
+    device_types = ("npu",)
+    priority = 3
+
+    @classmethod
+    def is_available(cls, device_type):
+        return device_type in cls.device_types
+
+    def rmsnorm(self, x, weight, eps, residual=None):
+        return super().rmsnorm(x, weight, eps, residual)
+
+
+class OtherNpuBackend(OwnNormBackend):
+    name = "other-npu"
+
+    def linear(self, x, weight, bias=None):
+        return super().linear(x, weight, bias)
+
+
+def test_overridden_ops_are_read_off_the_class():
+    from zooinfer.ops import op_names
+    from zooinfer.plugins.triton_backend.backend import TritonBackend
+
+    assert TorchBackend.overridden_ops() == () and FastBackend.overridden_ops() == ()
+    assert OwnNormBackend.overridden_ops() == ("rmsnorm",)
+    assert OtherNpuBackend.overridden_ops() == ("linear", "rmsnorm")  # inherited from a non-reference parent too
+    assert set(TritonBackend.overridden_ops()) == set(op_names()) - {"embedding", "linear"}
+
+
+def test_a_tie_at_the_top_priority_is_an_error_naming_both(register_plugin):
+    def backends(registry):
+        registry.register("own-norm", OwnNormBackend)
+        registry.register("other-npu", OtherNpuBackend)
+    register_plugin("npu-plugins", backends=backends)
+    with pytest.raises(PluginError, match=r"'other-npu', 'own-norm'.*'npu:0'.*priority 3.*name one") as exc:
+        select_backend(None, "npu:0")
+    assert "\n" not in str(exc.value)
+    assert select_backend("own-norm", "npu") is OwnNormBackend  # a named backend always wins
+    assert select_backend("other-npu", "npu:1") is OtherNpuBackend
+
+
+def test_a_device_torch_does_not_know_yet_reaches_backend_selection(register_plugin, tiny_llama_dir):
+    with pytest.raises(PluginError, match=r"no available backend serves device 'npu'"):
+        LLM(str(tiny_llama_dir), device="npu")
+    register_plugin("npu-plugin", backends=lambda registry: registry.register("own-norm", OwnNormBackend))
+    assert select_backend(None, "npu:0") is OwnNormBackend
+    # Selected; without the vendor runtime imported, torch itself cannot make the device: said in one line.
+    with pytest.raises(ZooinferError, match=r"invalid device 'npu'.*backend that serves it.*runtime") as exc:
+        LLM(str(tiny_llama_dir), device="npu")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_privateuse1_device_parses_once_its_runtime_registers_it():
+    """What a vendor runtime does on import (torch_npu renames PrivateUse1 to "npu"); a fresh process, since
+    the rename cannot be undone."""
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.utils.rename_privateuse1_backend('npu');"
+            "from zooinfer.engine.loading import parse_device; print(parse_device('npu:1'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "npu:1", done.stderr
+
+
+@pytest.mark.parametrize("device", ["", "cuda:x", "npu:1:2", "CPU", "cpu "])
+def test_a_malformed_device_is_named(device, tiny_llama_dir):
+    with pytest.raises(ZooinferError, match=f"invalid device {device!r}"):
+        select_backend(None, device)
+    with pytest.raises(ZooinferError, match=f"invalid device {device!r}"):
+        LLM(str(tiny_llama_dir), device=device)
+
+
+def test_torch_backend_is_not_available_for_a_device_missing_here():
+    import torch
+
+    assert TorchBackend.is_available("cpu")
+    assert TorchBackend.is_available("cuda") == torch.cuda.is_available()
+    assert TorchBackend.is_available("xpu") == torch.xpu.is_available()
+    assert not TorchBackend.is_available("npu")

@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hf_reference import assert_greedy_matches
 from zooinfer import LLM, SamplingParams
+from zooinfer.testing import assert_greedy_matches
 
 QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.",
              "List three prime numbers.", "Explain gravity to a child in one sentence."]

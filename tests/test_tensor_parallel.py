@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_reference import save_random_model
 from zooinfer.engine.loading import read_config
 from zooinfer.errors import ZooinferError
 from zooinfer.models.llama import LlamaTpPartModel
 from zooinfer.plugin_manager import model_registry
 from zooinfer.plugins.torch_backend.backend import TorchBackend
+from zooinfer.testing import save_random_model
 from zooinfer.tools.compare import zooinfer_greedy
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

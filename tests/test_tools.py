@@ -132,3 +132,37 @@ def test_compare_bad_lengths(tiny_bloom, capsys):
     assert code == 2 and "--prompt-len 250" in stderr and "256" in stderr
     code, _, stderr = run_cli(capsys, "compare", tiny_bloom, "--steps", "0")
     assert code == 2 and "--steps" in stderr
+
+
+# -- zooinfer bench-ops ---------------------------------------------------------------------------------
+TINY_OPS = ["--hidden", "32", "--heads", "4", "--kv-heads", "2", "--head-dim", "8", "--intermediate", "48",
+            "--batch", "2", "--prompt-len", "5", "--context", "7", "--repeat", "1"]
+
+
+def test_bench_ops_table_times_every_op_in_both_phases(register_plugin, capsys, monkeypatch):
+    from zooinfer.ops import op_names
+    from zooinfer.plugins.torch_backend.backend import TorchBackend
+
+    class Doubling(TorchBackend):  # a wrong op: the table says so
+        def gelu(self, x, approximate="tanh"):
+            return 2 * super().gelu(x, approximate)
+
+    register_plugin("bench-plugin", backends=lambda registry: registry.register("doubling", Doubling))
+    code, out, _ = run_cli(capsys, "bench-ops", "--backend", "doubling", *TINY_OPS)
+    assert code == 0 and out.startswith("command: zooinfer bench-ops --backend doubling") and "machine: " in out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()[5:]]
+    ops = {(r[0], r[1]): r for r in rows[1:]}
+    attention = {"decode": "context_attention", "prefill": "token_attention"}
+    for phase in ("decode", "prefill"):
+        assert {op for p, op in ops if p == phase} == set(op_names()) - {attention[phase]}
+    assert ops["decode", "gelu"][-1] == "NO" and ops["decode", "gelu"][-2].endswith("x")
+    assert ops["prefill", "rmsnorm"][-2:] == ["inherited", "yes"]
+
+
+@pytest.mark.parametrize("args, culprit", [(["--backend", "nope"], "nope"), (["--backend", "torch", "--heads", "3"],
+                                                                             "kv heads"),
+                                           (["--backend", "torch", "--batch", "0"], "batch"),
+                                           (["--backend", "torch", "--dtype", "int8"], "int8")])
+def test_bench_ops_bad_input_is_one_line(capsys, args, culprit):
+    code, out, err = run_cli(capsys, "bench-ops", *args)
+    assert code == 2 and culprit in err and err.count("\n") == 1

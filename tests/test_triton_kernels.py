@@ -11,9 +11,9 @@ from triton_mode import import_kernels, interpreter
 
 _, context_attention, *_ = import_kernels()
 
-import test_backend_conformance as conformance  # noqa: E402
-from test_backend_conformance import DEVICE, int32, rand  # noqa: E402
 from zooinfer.plugins.torch_backend.backend import TorchBackend  # noqa: E402
+from zooinfer.testing import test_ops as conformance  # noqa: E402
+from zooinfer.testing.test_ops import int32, rand  # noqa: E402
 from zooinfer.plugins.triton_backend._checks import interpreted  # noqa: E402
 from zooinfer.plugins.triton_backend.backend import TritonBackend  # noqa: E402
 
@@ -22,9 +22,7 @@ if not interpreted(context_attention._context_attention_kernel) and not torch.cu
                 allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def ops(_interpreter_env):
-    return TorchBackend(DEVICE), TritonBackend(DEVICE)
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,9 +31,15 @@ def _interpreter_env():
         yield
 
 
+@pytest.fixture
+def ops(_interpreter_env):
+    torch.manual_seed(0)
+    with DEVICE:  # tensors made without a device land on it, as in the kit's cases
+        yield TorchBackend(DEVICE), TritonBackend(DEVICE)
+
+
 def test_token_attention_max_len_below_a_length_still_reads_every_key(ops):
     # The contract asks max_len >= every length; the last split sweeping what is left keeps this correct anyway.
-    torch.manual_seed(0)
     conformance.test_token_attention(ops, 4, 2, 32, False, max_len=33)
 
 

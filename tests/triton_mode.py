@@ -1,26 +1,8 @@
-"""Runs the triton backend on CPU under the Triton interpreter without leaking TRITON_INTERPRET to other
-test modules (left set, every CPU LLM(...) in the process would pick the triton backend).
-
-The kernel modules are wrapped for one mode when first imported, so they are imported inside `interpreter()`;
-triton reads the variable again at each launch, so tests run inside it too (see the module fixtures)."""
-import contextlib
-import os
-
+"""The triton kernel modules, imported under the interpreter on a machine without a GPU (see
+zooinfer.testing.interpreter, which tests enter as `interpreter()`)."""
 import pytest
-import torch
 
-USE_INTERPRETER = not torch.cuda.is_available() and "TRITON_INTERPRET" not in os.environ
-
-
-@contextlib.contextmanager
-def interpreter():
-    if USE_INTERPRETER:
-        os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        yield
-    finally:
-        if USE_INTERPRETER:
-            os.environ.pop("TRITON_INTERPRET", None)
+from zooinfer.testing.interpreter import triton_interpreter as interpreter
 
 
 def import_kernels():

@@ -35,9 +35,10 @@ class LLM:
         self.model_dir = resolve_model(model, dtype)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
+        backend_class = select_backend(backend, device)  # first: it may import the runtime of a PrivateUse1 device
         self.device = parse_device(device)
         self.dtype = resolve_dtype(dtype, self.device, self.config)
-        ops = select_backend(backend, str(self.device))(self.device)
+        ops = backend_class(self.device)
         on_gpu = self.device.type == "cuda"
         size_from_memory = on_gpu and kv_cache_tokens is None
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,

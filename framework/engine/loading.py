@@ -29,7 +29,9 @@ def parse_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ZooinferError(f"invalid device {device!r}: {exc}") from None
+        # A PrivateUse1 type ("npu", "mlu", ...) is known to torch once its runtime is imported.
+        raise ZooinferError(f"invalid device {device!r}: {exc} (for a vendor device, is the backend that "
+                            "serves it, and its runtime, installed?)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ZooinferError(f"device {device!r} asked for, but CUDA is not available here")
     if dev.type == "cuda" and dev.index is None:

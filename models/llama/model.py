@@ -16,6 +16,7 @@ class LlamaTpPartModel(DecoderTpPartModel):
         "head_dim_from_config": dict(head_dim=24),
         "attention_and_mlp_bias": dict(attention_bias=True, mlp_bias=True),
         "tied_embeddings": dict(tie_word_embeddings=True),
+        "rms_norm_eps": dict(rms_norm_eps=1e-2),  # large enough that a backend ignoring it shows
         "gelu_mlp": dict(hidden_act="gelu"),
         "rope_theta": dict(rope_theta=500.0),
         "rope_linear": dict(rope_scaling={"rope_type": "linear", "factor": 4.0}),

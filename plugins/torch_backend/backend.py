@@ -11,6 +11,14 @@ class TorchBackend(Ops):
     name = "torch"
     device_types = ("cpu", "cuda", "mps", "xpu")
     priority = 0
+    is_reference = True
+
+    @classmethod
+    def is_available(cls, device_type):
+        # torch.cuda, torch.xpu, ... (and torch.npu once a PrivateUse1 runtime registers it) answer without
+        # initialising a device
+        module = getattr(torch, device_type, None)
+        return device_type in cls.device_types and (device_type == "cpu" or bool(module and module.is_available()))
 
     def embedding(self, ids, weight):
         return F.embedding(ids, weight)

@@ -1,12 +1,22 @@
-"""Helpers shared by the parity tests: tiny random Hugging Face models and their teacher-forced logprobs."""
+"""zooinfer.testing: the kit a model family or a backend tests itself with.
+
+- Hugging Face parity helpers (below; importing them costs nothing until one is called): a tiny random transformers model, its teacher-forced logprobs, and the
+  greedy-parity assertion every model test uses.
+- `pytest --pyargs zooinfer.testing --zooinfer-backend NAME [--zooinfer-device DEV]`: the op conformance suite
+  (test_ops.py) and the whole-model parity suite (test_models.py) on one installed backend; plugin.py is the
+  pytest plugin (entry point pytest11) that adds those options.
+- interpreter.py: the Triton interpreter switch for CPU runs; divergence.py: which op a failing model trips on.
+"""
 from __future__ import annotations
 
-import torch
+__all__ = ["save_random_model", "teacher_forced_logprobs", "assert_greedy_matches"]
 
 
 def save_random_model(config, out_dir, seed: int = 0):
     """A randomly initialised transformers model of `config`, saved as safetensors; returns the HF model."""
+    import torch
     from transformers import AutoModelForCausalLM
+
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     with torch.no_grad():  # larger-than-default weights make logits less flat, so near-ties are rare
@@ -16,17 +26,22 @@ def save_random_model(config, out_dir, seed: int = 0):
     return model
 
 
-@torch.no_grad()
-def teacher_forced_logprobs(hf_model, prompt: list[int], generated: list[int]) -> torch.Tensor:
-    """log p(generated[i] | prompt + generated[:i]) from one transformers forward pass; shape [len(generated)]."""
+def teacher_forced_logprobs(hf_model, prompt: list[int], generated: list[int]):
+    """log p(generated[i] | prompt + generated[:i]) from one transformers forward pass, shape [len(generated)],
+    and the logits they come from."""
+    import torch
+
     ids = torch.tensor([prompt + generated])
-    logits = hf_model(ids).logits[0, len(prompt) - 1:-1].float()
+    with torch.no_grad():
+        logits = hf_model(ids).logits[0, len(prompt) - 1:-1].float()
     return torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(generated)[:, None])[:, 0], logits
 
 
 def assert_greedy_matches(hf_model, prompt, output, atol=1e-4):
     """Our greedy tokens equal HF's argmax at every step (a flip allowed only at a genuine near-tie),
     and our logprobs of them are within atol of HF's teacher-forced ones."""
+    import torch
+
     generated = output.token_ids
     ref_lp, ref_logits = teacher_forced_logprobs(hf_model, prompt, generated)
     ours = torch.tensor([lp[t] for lp, t in zip(output.logprobs, generated)])
