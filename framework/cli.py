@@ -12,11 +12,16 @@ from zooinfer.errors import ZooinferError
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    # Defaults are None ("not given"): they come from InferConfig, or from the --config preset where one is given.
+    p.add_argument("--config", default=None, metavar="YAML", help="run preset of InferConfig fields, e.g. "
+                   "configs/run-cpu.yaml (flags given here override it)")
     p.add_argument("--model", default=None, help="HF model directory, a .gguf file, or 'smollm2' (the default)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
+    p.add_argument("--device", default=None, help="cpu (the default), cuda, cuda:1, ...")
+    p.add_argument("--dtype", default=None, help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
-    p.add_argument("--no-cuda-graph", action="store_true", help="run every decode step eagerly on a GPU")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
+    p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
+                   help="run every decode step eagerly on a GPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate text from a prompt")
     gen.add_argument("prompt", nargs="?", help="the prompt (read from standard input when left out)")
     _add_engine_args(gen)
-    gen.add_argument("--max-new-tokens", type=int, default=256)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
-    gen.add_argument("--top-k", type=int, default=0)
-    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--max-new-tokens", type=int, default=None, help="256 unless the preset says otherwise")
+    gen.add_argument("--temperature", type=float, default=None, help="0 (the default) is greedy")
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     gen.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
@@ -69,14 +74,24 @@ def _add_compare_parser(sub) -> None:
     comp.set_defaults(func=cmd_compare)
 
 
+def run_config(args):
+    """The InferConfig of a command: the --config preset (or the defaults) with the flags given on top."""
+    from zooinfer.tasks.config import InferConfig
+
+    flags = {f: getattr(args, f, None) for f in InferConfig.__dataclass_fields__ if f != "seed"}
+    if args.config:
+        return InferConfig.from_yaml(args.config, **flags)
+    return InferConfig(**{k: v for k, v in flags.items() if v is not None})
+
+
 def cmd_generate(args) -> int:
-    from zooinfer import LLM, SamplingParams
     prompt = args.prompt if args.prompt is not None else (None if sys.stdin.isatty() else sys.stdin.read())
     if not prompt:
         raise ZooinferError("give a PROMPT argument or pipe one on standard input")
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seed=args.seed)
-    llm = LLM(args.model, device=args.device, dtype=args.dtype, backend=args.backend, enforce_eager=args.no_cuda_graph)
+    config = run_config(args)
+    params = config.sampling_params(seed=args.seed)
+    from zooinfer import LLM
+    llm = LLM(**config.engine_kwargs())
     if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
         prompt = llm.chat_prompt(prompt)
     if args.stream:

@@ -13,3 +13,8 @@ def zooinfer_register_models(registry):
 @hookspec
 def zooinfer_register_backends(registry):
     """Register op backends: registry.register(name, cls_or_"module:Class", override=False)."""
+
+
+@hookspec
+def zooinfer_register_tasks(registry):
+    """Register pipeline tasks: registry.register(task_name, cls_or_"module:Class", override=False)."""

@@ -1,4 +1,4 @@
-"""Plugin manager and the two registries (model families, op backends) that plugins fill."""
+"""Plugin manager and the registries (model families, op backends, pipeline tasks) that plugins fill."""
 from __future__ import annotations
 
 import functools
@@ -143,6 +143,11 @@ def model_registry() -> Registry:
 def backend_registry() -> Registry:
     """Every registered op backend, keyed by backend name."""
     return _collect("zooinfer_register_backends", "backend")
+
+
+def task_registry() -> Registry:
+    """Every registered pipeline task, keyed by task name."""
+    return _collect("zooinfer_register_tasks", "task")
 
 
 def select_backend(name: str | None, device: str):

@@ -121,8 +121,9 @@ class TpPartBaseModel:
 
     # -- running -----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def forward(self, inp: ModelInput) -> torch.Tensor:
-        """One step: writes the new tokens' slots into the table, runs every layer, returns last-token logits."""
+    def forward(self, inp: ModelInput, all_positions: bool = False) -> torch.Tensor:
+        """One step: writes the new tokens' slots into the table, runs every layer, returns last-token logits
+        [B, V], or with all_positions (a prefill) the logits of every new token [n, V] (scoring texts)."""
         state = self.infer_state_class.build(inp, self.kv_cache)
         token_rows = torch.repeat_interleave(inp.b_req_idx, inp.b_seq_len - inp.b_ready_cache_len,
                                              output_size=inp.mem_index.shape[0]) if inp.is_prefill else inp.b_req_idx
@@ -132,4 +133,6 @@ class TpPartBaseModel:
         x = getattr(self.pre_infer, phase)(inp.input_ids, state, self.pre_post_weight)
         for layer, weight in zip(self.layers_infer, self.trans_layers_weight):
             x = getattr(layer, phase)(x, state, weight)
+        if all_positions:
+            phase = "token_forward"  # the post layer's per-row path: final norm and lm_head on every row
         return getattr(self.post_infer, phase)(x, state, self.pre_post_weight)
