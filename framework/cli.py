@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -82,6 +83,29 @@ def run_config(args):
     if args.config:
         return InferConfig.from_yaml(args.config, **flags)
     return InferConfig(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="sweep batch sizes and lengths (smallest KV cache first): table, CSV/JSON, plots")
+    _add_engine_args(bench)
+    bench.set_defaults(config=None)
+    for option, default in (("batch-size", "1"), ("input-len", "32"), ("output-len", "16")):
+        bench.add_argument(f"--{option}", default=default, help=f"1, [1,2,4] or 1,2,4 (default {default})")
+    bench.add_argument("--skip-load", action="store_true", help="random weights of the model's config: no checkpoint read")
+    bench.add_argument("--out", default=None, metavar="DIR", help="write bench.csv and bench.json here")
+    bench.add_argument("--plot", default=None, metavar="DIR", help="write throughput.png and latency.png here")
+    bench.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from zooinfer.tools.bench import bench
+
+    config = run_config(args)
+    _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
+                    config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
+                    progress=sys.stderr.isatty())
+    print(text)
+    return 0
 
 
 def cmd_generate(args) -> int:

@@ -10,6 +10,7 @@ from zooinfer.kv_cache import KVCache
 
 from .infer_struct import InferStateInfo, ModelInput
 from .layer_weights.hf_load import load_hf_weights
+from .layer_weights.random_init import fill_random_weights
 
 
 class TpPartBaseModel:
@@ -31,7 +32,8 @@ class TpPartBaseModel:
     base_model_prefix: str | None = None
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
-                 max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1):
+                 max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1,
+                 load_format: str = "auto"):
         self.model_dir = Path(model_dir)
         self.ops = ops
         self.device = ops.device
@@ -39,6 +41,7 @@ class TpPartBaseModel:
         self.tp_rank = tp_rank
         self.world_size = world_size
         self.kv_cache_tokens = kv_cache_tokens
+        self.load_format = load_format  # "auto": the checkpoint's weights; "random": seeded random ones
         self.max_requests = max_requests
         self.config = dict(config)
         self._init_config()
@@ -81,7 +84,10 @@ class TpPartBaseModel:
         self.pre_post_weight = self.pre_and_post_weight_class(*args)
         self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
         weights = [self.pre_post_weight, *self.trans_layers_weight]
-        load_hf_weights(self.model_dir, weights, self.base_model_prefix)
+        if self.load_format == "random":
+            fill_random_weights(weights)
+        else:
+            load_hf_weights(self.model_dir, weights, self.base_model_prefix)
 
     def _init_mem_manager(self):
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.

@@ -25,13 +25,16 @@ class LLM:
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int = 0, enforce_eager: bool = False,
-                 gpu_memory_fraction: float = 0.9, threads: int | None = None):
+                 gpu_memory_fraction: float = 0.9, threads: int | None = None, load_format: str = "auto"):
         for name, value in (("threads", threads), ("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
         if not 0 < gpu_memory_fraction <= 1:
             raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
+        if load_format not in ("auto", "random"):
+            raise ZooinferError(f"LLM(load_format=...) must be 'auto' (the checkpoint) or 'random' (seeded random "
+                                f"weights of the config's shape), got {load_format!r}")
         set_threads(threads)
         self.model_dir = resolve_model(model)
         self.config = read_config(self.model_dir)
@@ -43,7 +46,7 @@ class LLM:
         size_from_memory = on_gpu and kv_cache_tokens is None
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,
                                  kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
-                                 max_requests=max_batch_size, max_seq_len=max_model_len)
+                                 max_requests=max_batch_size, max_seq_len=max_model_len, load_format=load_format)
         self.max_model_len = self.model.max_seq_len
         if size_from_memory:
             warm_len = min(max_prefill_tokens, self.max_model_len - 1)
