@@ -26,6 +26,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zooinfer", description="Fast LLM inference from a plugin model zoo.")
+    from zooinfer import __version__
+    parser.add_argument("--version", action="version", version=f"zooinfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate text from a prompt")
     gen.add_argument("prompt", nargs="?", help="the prompt (read from standard input when left out)")
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
     plugins = sub.add_parser("plugins", help="list registered model types and backends")
     plugins.add_argument("--json", action="store_true")
+    plugins.add_argument("--check", action="store_true", help="import every entry to show any that fails to load "
+                         "(slower: loads torch and each model's code)")
     plugins.set_defaults(func=cmd_plugins)
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
@@ -128,18 +132,20 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from zooinfer.plugin_manager import backend_registry, model_registry
-    listing = {"models": [_describe(e) for e in model_registry().entries()],
-               "backends": [_describe(e) for e in backend_registry().entries()]}
+    from zooinfer.plugin_manager import backend_registry, model_registry, task_registry
+    listing = {"models": [_describe(e, args.check) for e in model_registry().entries()],
+               "backends": [_describe(e, args.check) for e in backend_registry().entries()],
+               "tasks": [_describe(e, args.check) for e in task_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    for title, entries in (("model types", listing["models"]), ("backends", listing["backends"])):
+    for title, entries in (("model types", listing["models"]), ("backends", listing["backends"]),
+                           ("tasks", listing["tasks"])):
         print(f"{title}:")
         for e in entries:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"
             broken = f"  (fails to load: {e['error']})" if e["error"] else ""
-            print(f"  {e['name']:<12} {source:<20} {e['target']}{broken}")
+            print(f"  {e['name']:<16} {source:<20} {e['target']}{broken}")
     return 0
 
 
@@ -163,10 +169,11 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _describe(entry) -> dict:
-    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why."""
+def _describe(entry, check: bool = False) -> dict:
+    """An entry as JSON-able data with why it cannot load, if it cannot: a module that is missing, or with
+    `check`, any failure to import it (importing model and backend code means importing torch)."""
     try:
-        entry.resolve()
+        entry.resolve() if check else entry.locate()
         error = None
     except ZooinferError as exc:
         error = str(exc)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
@@ -35,6 +36,19 @@ class Entry:
             raise PluginError(f"plugin {self.plugin!r} registered {self.name!r} as {self.target!r}, "
                               f"which failed to load: {type(exc).__name__}: {exc}") from exc
         return self.target
+
+    def locate(self) -> None:
+        """Checks that a lazy target's module can be found, without importing it (resolve() imports it)."""
+        if not isinstance(self.target, str):
+            return
+        module_name = self.target.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except (ImportError, ValueError):  # a missing parent package
+            found = False
+        if not found:
+            raise PluginError(f"plugin {self.plugin!r} registered {self.name!r} as {self.target!r}, "
+                              f"but no module {module_name!r} is installed")
 
     def as_dict(self):
         target = self.target if isinstance(self.target, str) else f"{self.target.__module__}:{self.target.__qualname__}"

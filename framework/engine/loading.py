@@ -48,8 +48,22 @@ def resolve_dtype(dtype: str, device: torch.device, config: dict) -> torch.dtype
 def load_tokenizer(model_dir: Path):
     if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
         return None
+    if _tokenizer_class(model_dir) in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        # The class AutoTokenizer would pick, imported directly: AutoTokenizer pulls in transformers' model
+        # configuration machinery (and torch's distributed code), seconds of start-up for nothing.
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+        return TokenizersBackend.from_pretrained(model_dir)
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(model_dir)
+
+
+def _tokenizer_class(model_dir: Path) -> str | None:
+    """tokenizer_config.json's tokenizer_class, when there is a tokenizer.json for it to load."""
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config.get("tokenizer_class") if isinstance(config, dict) and (model_dir / "tokenizer.json").is_file() else None
 
 
 def eos_ids(config: dict, tokenizer) -> set[int]:
