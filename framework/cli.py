@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
     _add_bench_parser(sub)
+    _add_report_parser(sub)
     return parser
 
 
@@ -95,6 +96,7 @@ def _add_bench_parser(sub) -> None:
     bench.set_defaults(config=None)
     for option, default in (("batch-size", "1"), ("input-len", "32"), ("output-len", "16")):
         bench.add_argument(f"--{option}", default=default, help=f"1, [1,2,4] or 1,2,4 (default {default})")
+    bench.add_argument("--repeat", type=int, default=2, help="timed runs per case; the best counts (default 2)")
     bench.add_argument("--skip-load", action="store_true", help="random weights of the model's config: no checkpoint read")
     bench.add_argument("--out", default=None, metavar="DIR", help="write bench.csv and bench.json here")
     bench.add_argument("--plot", default=None, metavar="DIR", help="write throughput.png and latency.png here")
@@ -107,8 +109,32 @@ def cmd_bench(args) -> int:
     config = run_config(args)
     _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
                     config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
-                    progress=sys.stderr.isatty())
+                    args.repeat, progress=sys.stderr.isatty())
     print(text)
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    rep = sub.add_parser("report", help="architectures side by side: size, memory, speed, agreement with transformers")
+    rep.add_argument("models", nargs="+", metavar="MODEL_OR_CONFIG", help="model dirs, .gguf files, configs/*.yaml")
+    rep.add_argument("--out", required=True, metavar="DIR", help="report.md, report.json and PNG plots go here")
+    rep.add_argument("--memory", default="16GiB", help="memory for weights + KV cache (default 16GiB)")
+    rep.add_argument("--seq-len", type=int, default=2048, help="sequence length of the batch that fits (default 2048)")
+    rep.add_argument("--batch-size", default="1,4", help="speed sweep batch sizes (default 1,4)")
+    rep.add_argument("--input-len", default="32", help="speed sweep input lengths (default 32)")
+    rep.add_argument("--output-len", default="8", help="speed sweep output lengths (default 8)")
+    rep.add_argument("--device", default="cpu")
+    rep.add_argument("--dtype", default="auto")
+    rep.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from zooinfer.tools.report import report
+
+    md = report(args.models, args.out, args.memory, args.seq_len, args.batch_size, args.input_len, args.output_len,
+                args.device, args.dtype, progress=sys.stderr.isatty())
+    print(md.read_text())
+    print(f"wrote {md} and its plots and JSON in {md.parent}")
     return 0
 
 

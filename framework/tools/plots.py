@@ -54,3 +54,32 @@ def bench_plots(records: list[dict], out: Path, title: str) -> list[Path]:
         paths.append(line_panels(out / f"{name}.png", f"{title}: {name}",
                                  [("batch size", ylabel, by_batch), ("input length (tokens)", ylabel, by_length)]))
     return paths
+
+
+def report_plots(models: list[dict], out: Path) -> list[Path]:
+    """speed.png (prefill and decode tokens/s against batch, a line per model and input length) and
+    memory.png (weights and KV bytes per token, a bar per model)."""
+    prefill, decode = defaultdict(list), defaultdict(list)
+    for m in models:
+        for s in m["speed"]:
+            if s["status"] == "ok":
+                prefill[f"{m['name']} (in {s['input_len']})"].append((s["batch"], s["prefill_tok_s"]))
+                if s["decode_tok_s"] is not None:
+                    decode[f"{m['name']} (in {s['input_len']})"].append((s["batch"], s["decode_tok_s"]))
+    speed = line_panels(out / "speed.png", "speed by architecture",
+                        [("batch size", "prefill tokens/s", prefill), ("batch size", "decode tokens/s", decode)])
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    names = [m["name"] for m in models]
+    for ax, key, ylabel, scale in ((axes[0], "weight_bytes", "weights (MiB)", 2**20),
+                                   (axes[1], "kv_bytes_per_token", "KV cache per token (KiB)", 2**10)):
+        ax.bar(names, [m[key] / scale for m in models], color="tab:blue")
+        ax.set_ylabel(ylabel)
+        ax.set_yscale("log")  # architectures differ by orders of magnitude
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle("memory by architecture")
+    fig.tight_layout()
+    fig.savefig(out / "memory.png", dpi=80)
+    plt.close(fig)
+    return [speed, out / "memory.png"]
