@@ -151,3 +151,17 @@ def test_pipeline_builds_its_engine(tiny_llama_dir):
     scorer = pipeline("score", model=str(tiny_llama_dir), kv_cache_tokens=64, max_batch_size=1, threads=1)
     assert scorer.llm.model.kv_cache.num_slots == 64 and torch.get_num_threads() == 1
     assert len(scorer([1, 2, 3, 4]).logprobs) == 3
+
+
+def test_chat_on_the_default_model():
+    chat = pipeline("chat", max_new_tokens=6, max_batch_size=2, threads=1)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+    prompt = chat.llm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    expected = chat.llm.generate(prompt, SamplingParams(max_new_tokens=6, temperature=0))[0]
+    got = chat(messages)
+    assert got.token_ids == expected.token_ids and got.prompt == prompt
+    assert [o.token_ids for o in chat([messages, "Name a colour."])][0] == expected.token_ids  # a list of chats
+    with pytest.raises(ZooinferError, match="chat message 0 must be a dict") as exc:
+        chat([[{"role": "user"}]])
+    assert "\n" not in str(exc.value)
+    assert chat("Hi").finish_reason in ("stop", "length")  # still works
