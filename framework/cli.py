@@ -17,7 +17,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    "configs/run-cpu.yaml (flags given here override it)")
     p.add_argument("--model", default=None, help="HF model directory, a .gguf file, or 'smollm2' (the default)")
     p.add_argument("--device", default=None, help="cpu (the default), cuda, cuda:1, ...")
-    p.add_argument("--dtype", default=None, help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
+    p.add_argument("--dtype", default=None,
+                   help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
     p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
@@ -91,13 +92,15 @@ def run_config(args):
 
 
 def _add_bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="sweep batch sizes and lengths (smallest KV cache first): table, CSV/JSON, plots")
+    bench = sub.add_parser("bench", help="sweep batch sizes and lengths (smallest KV cache first): table, CSV/JSON, "
+                           "plots")
     _add_engine_args(bench)
     bench.set_defaults(config=None)
     for option, default in (("batch-size", "1"), ("input-len", "32"), ("output-len", "16")):
         bench.add_argument(f"--{option}", default=default, help=f"1, [1,2,4] or 1,2,4 (default {default})")
     bench.add_argument("--repeat", type=int, default=2, help="timed runs per case; the best counts (default 2)")
-    bench.add_argument("--skip-load", action="store_true", help="random weights of the model's config: no checkpoint read")
+    bench.add_argument("--skip-load", action="store_true",
+                       help="random weights of the model's config: no checkpoint read")
     bench.add_argument("--out", default=None, metavar="DIR", help="write bench.csv and bench.json here")
     bench.add_argument("--plot", default=None, metavar="DIR", help="write throughput.png and latency.png here")
     bench.set_defaults(func=cmd_bench)

@@ -26,8 +26,9 @@ class LLM:
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int = 0, enforce_eager: bool = False,
                  gpu_memory_fraction: float = 0.9, threads: int | None = None, load_format: str = "auto"):
-        for name, value in (("threads", threads), ("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
-                            ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
+        for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
+                            ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens),
+                            ("threads", threads)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
         if not 0 < gpu_memory_fraction <= 1:

@@ -63,7 +63,8 @@ def _tokenizer_class(model_dir: Path) -> str | None:
         config = json.loads((model_dir / "tokenizer_config.json").read_text())
     except (OSError, ValueError):
         return None
-    return config.get("tokenizer_class") if isinstance(config, dict) and (model_dir / "tokenizer.json").is_file() else None
+    has_file = (model_dir / "tokenizer.json").is_file()
+    return config.get("tokenizer_class") if isinstance(config, dict) and has_file else None
 
 
 def eos_ids(config: dict, tokenizer) -> set[int]:

@@ -96,8 +96,9 @@ def sweep(llm, cases: list[BenchCase], progress: bool = True, repeat: int = 1) -
             case.status = f"skipped: {stopped}"
             continue
         need = case.batch * (case.input_len + case.output_len)
-        if case.input_len + case.output_len > llm.max_model_len:
-            case.status = f"skipped: {case.input_len + case.output_len} tokens exceed the context of {llm.max_model_len}"
+        length = case.input_len + case.output_len
+        if length > llm.max_model_len:
+            case.status = f"skipped: {length} tokens exceed the context of {llm.max_model_len}"
             continue
         if need > slots:
             case.status = stopped = f"out of memory: needs {need} KV slots, the pool holds {slots}"
