@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import itertools
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -118,10 +120,7 @@ def build_llm(model: str | None, cases: list[BenchCase], device: str = "cpu", dt
               backend: str | None = None, skip_load: bool = False, threads: int | None = None, enforce_eager=False):
     """An engine able to run every case: batch and prefill limits from the largest, the KV pool on a CPU too."""
     from zooinfer.engine.llm import LLM
-    from zooinfer.tools.shapes import is_shape_file, shape_dir
 
-    if is_shape_file(model):
-        model, skip_load = str(shape_dir(model)), True  # a shape has no weights to read
     longest = max(c.input_len + c.output_len for c in cases)
     on_gpu = device.startswith("cuda")
     llm_kwargs = dict(device=device, dtype=dtype, backend=backend, threads=threads, enforce_eager=enforce_eager,
@@ -162,14 +161,18 @@ def bench(model: str | None, batch_size="1", input_len="32", output_len="16", de
     """The whole `zooinfer bench` command: returns the cases and the text to print (files written as asked)."""
     from zooinfer.tools.output import markdown_table, out_dir, write_records
     from zooinfer.tools.plots import bench_plots
-    from zooinfer.tools.shapes import label
+    from zooinfer.tools.shapes import is_shape_file, label, shape_dir
 
     if not isinstance(repeat, int) or repeat < 1:
         raise ZooinferError(f"--repeat must be an integer >= 1, got {repeat!r}")
     sizes = (parse_sizes(batch_size, "--batch-size"), parse_sizes(input_len, "--input-len"),
              parse_sizes(output_len, "--output-len"))
     out_path, plot_path = (out_dir(p) if p else None for p in (out, plot))  # bad paths fail before any loading
-    llm = build_llm(model, plan(*sizes, 1), device, dtype, backend, skip_load, threads, enforce_eager)
+    with tempfile.TemporaryDirectory(prefix="zooinfer-bench-") as work:
+        path = model
+        if is_shape_file(model):  # a shape has no weights to read: its config.json alone, random weights
+            path, skip_load = str(shape_dir(model, Path(work) / "config")), True
+        llm = build_llm(path, plan(*sizes, 1), device, dtype, backend, skip_load, threads, enforce_eager)
     cases = sweep(llm, plan(*sizes, llm.model.kv_bytes_per_token()), progress, repeat)
     dtype_name = str(llm.dtype).removeprefix("torch.")
     weights = "random weights" if llm.model.load_format == "random" else "checkpoint weights"

@@ -2,7 +2,6 @@
 model, or a configs/*.yaml shape (written as a config.json alone and run with random weights)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from zooinfer.errors import ZooinferError
@@ -12,7 +11,7 @@ def is_shape_file(model: str | None) -> bool:
     return model is not None and Path(model).suffix in (".yaml", ".yml")
 
 
-def shape_dir(shape_file: str | Path, out_dir: str | Path | None = None) -> Path:
+def shape_dir(shape_file: str | Path, out_dir: str | Path) -> Path:
     """A directory holding only the config.json of a shape file (no weights: load it with load_format="random")."""
     from zooinfer.tools.random_model import build_config
 
@@ -21,7 +20,7 @@ def shape_dir(shape_file: str | Path, out_dir: str | Path | None = None) -> Path
     config, dtype = build_config(config_file=shape_file)
     if dtype:
         config.dtype = dtype
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"zooinfer-{Path(shape_file).stem}-"))
+    out = Path(out_dir)
     config.save_pretrained(out)
     return out
 
