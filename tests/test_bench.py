@@ -2,6 +2,7 @@
 and its outputs (CSV and JSON read back as data, PNGs that open)."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,3 +117,12 @@ def test_cli_out_is_a_file(tiny_llama_dir, tmp_path, capsys):
     (tmp_path / "f").write_text("")
     assert cli.main(["bench", "--model", str(tiny_llama_dir), "--out", str(tmp_path / "f")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", ["tiny-llama.yaml", "tiny-bloom.yaml"])
+def test_cli_shape_files_of_each_family(shape, capsys):
+    shape_file = Path(__file__).resolve().parents[1] / "configs" / shape
+    code = cli.main(["bench", "--model", str(shape_file), "--input-len", "4", "--output-len", "2", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "random weights" in out and f"bench {shape_file.stem}:" in out
+    assert out.splitlines()[-1].split("|")[5].strip() == "ok"
