@@ -81,6 +81,14 @@ def test_out_of_memory_mid_case_leaves_the_engine_whole(tiny_llama_dir, monkeypa
     bench_module.run_case(llm, BenchCase(1, 4, 3, 0))  # and the next request runs
 
 
+def test_cpu_allocation_failure_is_out_of_memory(tiny_llama_dir, monkeypatch):
+    llm = build_llm(str(tiny_llama_dir), plan([1], [4], [3], 1), skip_load=True)
+    error = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+    monkeypatch.setattr(llm.model, "forward", lambda inp, **kw: (_ for _ in ()).throw(error))
+    cases = sweep(llm, plan([1, 2], [4], [3], 1), progress=False)
+    assert [c.status for c in cases] == ["out of memory at batch 1 x 4+3", "skipped: out of memory at batch 1 x 4+3"]
+
+
 def test_other_errors_are_not_taken_for_out_of_memory(tiny_llama_dir, monkeypatch):
     llm = build_llm(str(tiny_llama_dir), plan([1], [4], [3], 1), skip_load=True)
     monkeypatch.setattr(llm.model, "forward", lambda inp, **kw: (_ for _ in ()).throw(RuntimeError("shape bug")))

@@ -86,7 +86,9 @@ def run_case(llm, case: BenchCase, repeat: int = 1, seed: int = 0) -> None:
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+    message = str(exc).lower()  # a CPU allocation failure is a plain RuntimeError
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or any(
+        text in message for text in ("out of memory", "can't allocate memory"))
 
 
 def sweep(llm, cases: list[BenchCase], progress: bool = True, repeat: int = 1) -> list[BenchCase]:
