@@ -1,6 +1,7 @@
 """zooinfer against transformers generate on the CPU, same model, same run: batch-1 decode and a batch of 8.
 
-Usage: python benchmarks/cpu_generate.py [--model smollm2] [--prompt-len 32] [--new-tokens 64] [--repeat 3] [--threads 2]
+Usage: python benchmarks/cpu_generate.py [--model smollm2] [--prompt-len 32] [--new-tokens 64] [--repeat 3]
+       [--threads 2]
 """
 from __future__ import annotations
 
