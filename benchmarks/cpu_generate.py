@@ -1,6 +1,7 @@
 """zooinfer against transformers generate on the CPU, same model, same run: batch-1 decode and a batch of 8.
 
 Usage: python benchmarks/cpu_generate.py [--model smollm2] [--prompt-len 32] [--new-tokens 64] [--repeat 3]
+       [--threads 2]
 """
 from __future__ import annotations
 
@@ -51,9 +52,11 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for both sides (BENCHMARKS.md used 2 on an "
+                    "idle machine; LLM's own default is half the CPUs)")
     args = ap.parse_args()
 
-    llm = LLM(args.model, dtype="float32")
+    llm = LLM(args.model, dtype="float32", threads=args.threads)  # process-wide: transformers runs with it too
     hf = AutoModelForCausalLM.from_pretrained(llm.model_dir, dtype=torch.float32, trust_remote_code=False).eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in hf.parameters())  # tied weights counted once
     limit = read_bandwidth() / weight_bytes  # decode steps per second if each reads every weight once

@@ -2,7 +2,7 @@
 from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["hookimpl", "LLM", "SamplingParams", "RequestOutput", "__version__"]
+__all__ = ["hookimpl", "LLM", "SamplingParams", "RequestOutput", "pipeline", "InferTask", "InferConfig", "__version__"]
 
 
 def __getattr__(name):
@@ -10,4 +10,7 @@ def __getattr__(name):
     if name in ("LLM", "SamplingParams", "RequestOutput"):
         from . import engine
         return getattr(engine, name)
+    if name in ("pipeline", "InferTask", "InferConfig"):
+        from . import tasks
+        return getattr(tasks, name)
     raise AttributeError(f"module 'zooinfer' has no attribute {name!r}")

@@ -12,33 +12,45 @@ from zooinfer.errors import ZooinferError
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    # Defaults are None ("not given"): they come from InferConfig, or from the --config preset where one is given.
+    p.add_argument("--config", default=None, metavar="YAML", help="run preset of InferConfig fields, e.g. "
+                   "configs/run-cpu.yaml (flags given here override it)")
     p.add_argument("--model", default=None, help="HF model directory, a .gguf file, or 'smollm2' (the default)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
+    p.add_argument("--device", default=None, help="cpu (the default), cuda, cuda:1, ...")
+    p.add_argument("--dtype", default=None,
+                   help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
-    p.add_argument("--no-cuda-graph", action="store_true", help="run every decode step eagerly on a GPU")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
+    p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
+                   help="run every decode step eagerly on a GPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zooinfer", description="Fast LLM inference from a plugin model zoo.")
+    from zooinfer import __version__
+    parser.add_argument("--version", action="version", version=f"zooinfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate text from a prompt")
     gen.add_argument("prompt", nargs="?", help="the prompt (read from standard input when left out)")
     _add_engine_args(gen)
-    gen.add_argument("--max-new-tokens", type=int, default=256)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0 (the default) is greedy")
-    gen.add_argument("--top-k", type=int, default=0)
-    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--max-new-tokens", type=int, default=None, help="256 unless the preset says otherwise")
+    gen.add_argument("--temperature", type=float, default=None, help="0 (the default) is greedy")
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     gen.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
     gen.set_defaults(func=cmd_generate)
     plugins = sub.add_parser("plugins", help="list registered model types and backends")
     plugins.add_argument("--json", action="store_true")
+    plugins.add_argument("--check", action="store_true", help="import every entry to show any that fails to load "
+                         "(slower: loads torch and each model's code)")
     plugins.set_defaults(func=cmd_plugins)
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
     _add_bench_ops_parser(sub)
+    _add_bench_parser(sub)
+    _add_report_parser(sub)
     return parser
 
 
@@ -84,14 +96,74 @@ def _add_compare_parser(sub) -> None:
     comp.set_defaults(func=cmd_compare)
 
 
+def run_config(args):
+    """The InferConfig of a command: the --config preset (or the defaults) with the flags given on top."""
+    from zooinfer.tasks.config import InferConfig
+
+    flags = {f: getattr(args, f, None) for f in InferConfig.__dataclass_fields__ if f != "seed"}
+    if args.config:
+        return InferConfig.from_yaml(args.config, **flags)
+    return InferConfig(**{k: v for k, v in flags.items() if v is not None})
+
+
+def _add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="sweep batch sizes and lengths (smallest KV cache first): table, CSV/JSON, "
+                           "plots")
+    _add_engine_args(bench)
+    bench.set_defaults(config=None)
+    for option, default in (("batch-size", "1"), ("input-len", "32"), ("output-len", "16")):
+        bench.add_argument(f"--{option}", default=default, help=f"1, [1,2,4] or 1,2,4 (default {default})")
+    bench.add_argument("--repeat", type=int, default=2, help="timed runs per case; the best counts (default 2)")
+    bench.add_argument("--skip-load", action="store_true",
+                       help="random weights of the model's config: no checkpoint read")
+    bench.add_argument("--out", default=None, metavar="DIR", help="write bench.csv and bench.json here")
+    bench.add_argument("--plot", default=None, metavar="DIR", help="write throughput.png and latency.png here")
+    bench.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from zooinfer.tools.bench import bench
+
+    config = run_config(args)
+    _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
+                    config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
+                    args.repeat, progress=sys.stderr.isatty())
+    print(text)
+    return 0
+
+
+def _add_report_parser(sub) -> None:
+    rep = sub.add_parser("report", help="architectures side by side: size, memory, speed, agreement with transformers")
+    rep.add_argument("models", nargs="+", metavar="MODEL_OR_CONFIG", help="model dirs, .gguf files, configs/*.yaml")
+    rep.add_argument("--out", required=True, metavar="DIR", help="report.md, report.json and PNG plots go here")
+    rep.add_argument("--memory", default="16GiB", help="memory for weights + KV cache (default 16GiB)")
+    rep.add_argument("--seq-len", type=int, default=2048, help="sequence length of the batch that fits (default 2048)")
+    rep.add_argument("--batch-size", default="1,4", help="speed sweep batch sizes (default 1,4)")
+    rep.add_argument("--input-len", default="32", help="speed sweep input lengths (default 32)")
+    rep.add_argument("--output-len", default="8", help="speed sweep output lengths (default 8)")
+    rep.add_argument("--device", default="cpu")
+    rep.add_argument("--dtype", default="auto")
+    rep.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from zooinfer.tools.report import report
+
+    md = report(args.models, args.out, args.memory, args.seq_len, args.batch_size, args.input_len, args.output_len,
+                args.device, args.dtype, progress=sys.stderr.isatty())
+    print(md.read_text())
+    print(f"wrote {md} and its plots and JSON in {md.parent}")
+    return 0
+
+
 def cmd_generate(args) -> int:
-    from zooinfer import LLM, SamplingParams
     prompt = args.prompt if args.prompt is not None else (None if sys.stdin.isatty() else sys.stdin.read())
     if not prompt:
         raise ZooinferError("give a PROMPT argument or pipe one on standard input")
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seed=args.seed)
-    llm = LLM(args.model, device=args.device, dtype=args.dtype, backend=args.backend, enforce_eager=args.no_cuda_graph)
+    config = run_config(args)
+    params = config.sampling_params(seed=args.seed)
+    from zooinfer import LLM
+    llm = LLM(**config.engine_kwargs())
     if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
         prompt = llm.chat_prompt(prompt)
     if args.stream:
@@ -104,26 +176,31 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from zooinfer.plugin_manager import backend_registry, model_registry, op_registry, weight_transform_registry
-    listing = {"models": [_describe(e) for e in model_registry().entries()],
-               "backends": [_describe(e, _backend_facts) for e in backend_registry().entries()],
-               "ops": [_describe(e) for e in op_registry().entries()],
-               "weight_transforms": [_describe(e) for e in weight_transform_registry().entries()]}
+    from zooinfer.plugin_manager import (backend_registry, model_registry, op_registry, task_registry,
+                                         weight_transform_registry)
+    # Backends are imported (their devices, priority and overridden ops are facts of the class); the rest only
+    # located unless --check, so that listing stays fast.
+    listing = {"models": [_describe(e, args.check) for e in model_registry().entries()],
+               "backends": [_describe(e, True, _backend_facts) for e in backend_registry().entries()],
+               "tasks": [_describe(e, args.check) for e in task_registry().entries()],
+               "ops": [_describe(e, args.check) for e in op_registry().entries()],
+               "weight_transforms": [_describe(e, args.check) for e in weight_transform_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
     for title, entries in (("model types", listing["models"]), ("backends", listing["backends"]),
-                           ("plugin ops", listing["ops"]), ("weight transforms", listing["weight_transforms"])):
+                           ("tasks", listing["tasks"]), ("plugin ops", listing["ops"]),
+                           ("weight transforms", listing["weight_transforms"])):
         if not entries:
             continue  # no plugin op installed is the usual case
         print(f"{title}:")
         for e in entries:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"
             broken = f"  (fails to load: {e['error']})" if e["error"] else ""
-            print(f"  {e['name']:<12} {source:<20} {e['target']}{broken}")
+            print(f"  {e['name']:<16} {source:<20} {e['target']}{broken}")
             if "priority" in e:
                 ops = "none: it is the reference" if e["reference"] else ", ".join(e["overrides"]) or "none"
-                print(f"  {'':<12} devices {', '.join(e['device_types'])}; priority {e['priority']}; "
+                print(f"  {'':<16} devices {', '.join(e['device_types'])}; priority {e['priority']}; "
                       f"overrides {ops}")
     return 0
 
@@ -158,11 +235,12 @@ def cmd_bench_ops(args) -> int:
     return 0
 
 
-def _describe(entry, facts=None) -> dict:
-    """An entry as JSON-able data, resolving it so that a plugin which cannot load shows why; `facts(cls)`
-    adds what is known of a class that loads."""
+def _describe(entry, check: bool = False, facts=None) -> dict:
+    """An entry as JSON-able data with why it cannot load, if it cannot: a module that is missing, or with
+    `check`, any failure to import it (importing model and backend code means importing torch); `facts(cls)`
+    adds what is known of a class that was imported."""
     try:
-        cls = entry.resolve()
+        cls = entry.resolve() if check else entry.locate()
     except ZooinferError as exc:
         return {**entry.as_dict(), "error": str(exc)}
     return {**entry.as_dict(), "error": None, **(facts(cls) if facts else {})}

@@ -25,3 +25,8 @@ def zooinfer_register_ops(registry):
 def zooinfer_register_weight_transforms(registry):
     """Register weight transforms: registry.register(name, fn_or_"module:fn"); fn(tensor, *transform_args) -> tensor
     is applied to a checkpoint tensor whose TensorSpec names it, as it is read."""
+
+
+@hookspec
+def zooinfer_register_tasks(registry):
+    """Register pipeline tasks: registry.register(task_name, cls_or_"module:Class", override=False)."""

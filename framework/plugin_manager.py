@@ -1,8 +1,10 @@
-"""Plugin manager and the registries that plugins fill: model families, op backends, extra ops, weight transforms."""
+"""Plugin manager and the registries that plugins fill: model families, op backends, extra ops, weight transforms,
+pipeline tasks."""
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import os
 import re
 import warnings
@@ -36,6 +38,19 @@ class Entry:
             raise PluginError(f"plugin {self.plugin!r} registered {self.name!r} as {self.target!r}, "
                               f"which failed to load: {type(exc).__name__}: {exc}") from exc
         return self.target
+
+    def locate(self) -> None:
+        """Checks that a lazy target's module can be found, without importing it (resolve() imports it)."""
+        if not isinstance(self.target, str):
+            return
+        module_name = self.target.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except (ImportError, ValueError):  # a missing parent package
+            found = False
+        if not found:
+            raise PluginError(f"plugin {self.plugin!r} registered {self.name!r} as {self.target!r}, "
+                              f"but no module {module_name!r} is installed")
 
     def as_dict(self):
         target = self.target if isinstance(self.target, str) else f"{self.target.__module__}:{self.target.__qualname__}"
@@ -172,6 +187,11 @@ def device_type_of(device: str) -> str:
     if match is None:
         raise ZooinferError(f"invalid device {device!r}: expected a device type and an optional index, like 'cuda:0'")
     return match.group(1)
+
+
+def task_registry() -> Registry:
+    """Every registered pipeline task, keyed by task name."""
+    return _collect("zooinfer_register_tasks", "task")
 
 
 def select_backend(name: str | None, device: str):

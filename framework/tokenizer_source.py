@@ -58,12 +58,28 @@ def load_tokenizer(model_dir: Path):
     if not any((model_dir / f).exists() for f in TOKENIZER_FILES):
         return None
     _check_json_files(model_dir)
-    from transformers import AutoTokenizer
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+        if _tokenizer_class(model_dir) in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+            # The class AutoTokenizer would pick, imported directly: AutoTokenizer pulls in transformers' model
+            # configuration machinery (and torch's distributed code), seconds of start-up for nothing. A
+            # tokenizer.json is data: there is no code of the folder's to run.
+            from transformers.tokenization_utils_tokenizers import TokenizersBackend
+            tokenizer = TokenizersBackend.from_pretrained(model_dir)
+        else:
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except Exception as exc:  # transformers raises many types for broken files; each becomes one line
         raise load_error(exc, model_dir) from None
     if tokenizer.vocab_size == 0:  # special tokens alone: every prompt would encode to nothing
         raise ZooinferError(f"the tokenizer in {model_dir} has no vocabulary (check tokenizer.json's model.vocab)")
     return tokenizer
+
+
+def _tokenizer_class(model_dir: Path) -> str | None:
+    """tokenizer_config.json's tokenizer_class, when there is a tokenizer.json for it to load."""
+    try:
+        config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    has_file = (model_dir / "tokenizer.json").is_file()
+    return config.get("tokenizer_class") if isinstance(config, dict) and has_file else None

@@ -56,12 +56,35 @@ def test_graphs_match_eager_and_count(checkpoint):
     got = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     assert [o.token_ids for o in got] == [o.token_ids for o in want]
     stats = graphed.get_stats()["cuda_graph"]
-    assert stats["captures"] >= 1 and stats["replays"] >= PARAMS.max_new_tokens - 1 and stats["hits"] >= 1
+    assert stats["enabled"] and stats["recordings"] >= 1 and stats["replays"] >= PARAMS.max_new_tokens - 1
+    assert stats["cache_hits"] >= 1 and stats["cache_size"] == len(stats["cached_shapes"]) == stats["recordings"]
+    assert stats["hit_rate"] == stats["cache_hits"] / (stats["cache_hits"] + stats["cache_misses"])
     graphed.clear_cache()
+    assert graphed.get_stats()["cuda_graph"]["cache_size"] == 0
     again = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     assert [o.token_ids for o in again] == [o.token_ids for o in want]
-    assert graphed.get_stats()["cuda_graph"]["captures"] > stats["captures"]
-    assert eager.get_stats()["cuda_graph"] is None
+    assert graphed.get_stats()["cuda_graph"]["recordings"] > stats["recordings"]
+    assert not eager.get_stats()["cuda_graph"]["enabled"] and eager.get_stats()["cuda_graph"]["recordings"] == 0
+
+
+def test_graphs_switched_at_run_time(checkpoint):
+    """Off: steps run eagerly and nothing is counted; on again: the kept graphs replay, outputs unchanged."""
+    llm = LLM(str(checkpoint), device="cuda", dtype="bfloat16", kv_cache_tokens=8192, enforce_eager=True)
+    want = llm.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    assert llm.get_stats()["cuda_graph"]["replays"] == 0
+    llm.set_cuda_graph_enabled(True)
+    assert [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)] == \
+        [o.token_ids for o in want]
+    first = llm.get_stats()["cuda_graph"]
+    assert first["enabled"] and first["recordings"] >= 1 and first["replays"] >= 1
+    llm.set_cuda_graph_enabled(False)
+    llm.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    off = llm.get_stats()["cuda_graph"]
+    assert not off["enabled"] and off["replays"] == first["replays"] and off["cache_size"] == first["cache_size"]
+    llm.set_cuda_graph_enabled(True)
+    llm.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
+    on = llm.get_stats()["cuda_graph"]
+    assert on["recordings"] == first["recordings"] and on["cache_hits"] > first["cache_hits"]
 
 
 def test_pool_sized_from_free_memory(checkpoint):

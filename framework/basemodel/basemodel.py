@@ -10,6 +10,7 @@ from zooinfer.kv_cache import KVCache
 
 from .infer_struct import InferStateInfo, ModelInput
 from .layer_weights.hf_load import checkpoint_shapes, load_hf_weights
+from .layer_weights.random_init import fill_random_weights
 from .size_checks import check_config_fields, check_context, check_int_field, check_layer_count, check_shapes
 
 
@@ -50,7 +51,7 @@ class TpPartBaseModel:
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
                  max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1,
-                 strict: bool = False):
+                 strict: bool = False, load_format: str = "auto"):
         self.model_dir = Path(model_dir)
         self.ops = ops
         self.device = ops.device
@@ -58,6 +59,7 @@ class TpPartBaseModel:
         self.tp_rank = tp_rank
         self.world_size = world_size
         self.kv_cache_tokens = kv_cache_tokens
+        self.load_format = load_format  # "auto": the checkpoint's weights; "random": seeded random ones
         self.max_requests = max_requests
         self.strict = strict
         self.config = dict(config)
@@ -118,19 +120,26 @@ class TpPartBaseModel:
                 raise ZooinferError(f"{key}={c[key]} is not divisible by tp={tp}")
 
     def _init_weights(self):
+        args = (self.config, self.tp_rank, self.world_size, self.dtype, self.device)
+        if self.load_format == "random":  # no checkpoint is read: the config alone sizes the model
+            self._build_weights(args)
+            fill_random_weights([self.pre_post_weight, *self.trans_layers_weight])
+            return
         # Size fields are checked against the checkpoint's headers before they size anything: a forged
         # num_hidden_layers would build a billion layer objects.
         shapes = checkpoint_shapes(self.model_dir, self.base_model_prefix)
         check_layer_count(self.model_dir / "config.json", self.config["num_hidden_layers"], shapes)
-        args = (self.config, self.tp_rank, self.world_size, self.dtype, self.device)
-        self.pre_post_weight = self.pre_and_post_weight_class(*args)
-        self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
+        self._build_weights(args)
         weights = [self.pre_post_weight, *self.trans_layers_weight]
         check_shapes(self.model_dir, self.config, weights, shapes)
         ignorable = self.ignorable_tensors
         if self.config.get("tie_word_embeddings"):  # some tied checkpoints store the copy anyway
             ignorable += (r"^(\w+\.)?lm_head\.weight$",)
         load_hf_weights(self.model_dir, weights, self.base_model_prefix, ignorable, self.strict)
+
+    def _build_weights(self, args) -> None:
+        self.pre_post_weight = self.pre_and_post_weight_class(*args)
+        self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
 
     def _init_mem_manager(self):
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.
@@ -173,8 +182,9 @@ class TpPartBaseModel:
 
     # -- running -----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def forward(self, inp: ModelInput) -> torch.Tensor:
-        """One step: writes the new tokens' slots into the table, runs every layer, returns last-token logits."""
+    def forward(self, inp: ModelInput, all_positions: bool = False) -> torch.Tensor:
+        """One step: writes the new tokens' slots into the table, runs every layer, returns last-token logits
+        [B, V], or with all_positions (a prefill) the logits of every new token [n, V] (scoring texts)."""
         state = self.infer_state_class.build(inp, self.kv_cache)
         token_rows = torch.repeat_interleave(inp.b_req_idx, inp.b_seq_len - inp.b_ready_cache_len,
                                              output_size=inp.mem_index.shape[0]) if inp.is_prefill else inp.b_req_idx
@@ -184,4 +194,6 @@ class TpPartBaseModel:
         x = getattr(self.pre_infer, phase)(inp.input_ids, state, self.pre_post_weight)
         for layer, weight in zip(self.layers_infer, self.trans_layers_weight):
             x = getattr(layer, phase)(x, state, weight)
+        if all_positions:
+            phase = "token_forward"  # the post layer's per-row path: final norm and lm_head on every row
         return getattr(self.post_infer, phase)(x, state, self.pre_post_weight)

@@ -21,9 +21,22 @@ def _buckets(limit: int, first: list[int], step) -> list[int]:
     return out
 
 
+def graph_stats(runner: "CudaGraphRunner | None") -> dict:
+    """Replay statistics (FusedInferEngine's get_stats): zeros and enabled=False where there is no runner."""
+    counts = runner.stats if runner is not None else Counter()
+    lookups = counts["hits"] + counts["misses"]
+    return {"enabled": runner is not None and runner.enabled,
+            "cache_size": len(runner.graphs) if runner is not None else 0,
+            "cache_hits": counts["hits"], "cache_misses": counts["misses"], "recordings": counts["captures"],
+            "replays": counts["replays"], "eager_fallbacks": counts["eager_fallbacks"],
+            "cached_shapes": [list(shape) for shape in sorted(runner.graphs)] if runner is not None else [],
+            "hit_rate": counts["hits"] / lookups if lookups else 0.0}
+
+
 class CudaGraphRunner:
-    def __init__(self, model, max_batch_size: int):
+    def __init__(self, model, max_batch_size: int, enabled: bool = True):
         self.model = model
+        self.enabled = enabled  # off: every decode step runs eagerly; recorded graphs are kept for later
         self.batch_buckets = _buckets(max_batch_size, [1, 2, 4, 8], lambda b: b + 8 if b < 64 else b + 32)
         self.len_buckets = _buckets(model.kv_cache.max_len, [256], lambda n: n * 2)  # no request outgrows the table
         self.stats = Counter(captures=0, replays=0, hits=0, misses=0, eager_fallbacks=0)
@@ -32,7 +45,10 @@ class CudaGraphRunner:
         self.static = torch.zeros(FIELDS * self.batch_buckets[-1], dtype=torch.int32, device=model.device)
 
     def bucket_for(self, batch, max_len: int) -> tuple[int, int] | None:
-        """The (batch, context) bucket of a decode step, or None (counted) when it runs eagerly."""
+        """The (batch, context) bucket of a decode step, or None when it runs eagerly (counted when it does not
+        fit a bucket; not counted while graphs are switched off)."""
+        if not self.enabled:
+            return None
         b = next((x for x in self.batch_buckets if x >= len(batch)), None)
         n = next((x for x in self.len_buckets if x >= max_len), None)
         if b is None or n is None:

@@ -11,7 +11,7 @@ from zooinfer.errors import ZooinferError
 from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
 
-from .cuda_graph import CudaGraphRunner
+from .cuda_graph import CudaGraphRunner, graph_stats
 from .loading import eos_ids, load_tokenizer, parse_device, read_config, resolve_dtype
 from .memory import kv_slots_from_free_memory
 from .model_runner import ModelRunner
@@ -19,19 +19,26 @@ from .request import Request, RequestOutput
 from .sampler import Sampler
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler
+from .threads import set_threads
 
 
 class LLM:
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int = 0, enforce_eager: bool = False,
-                 gpu_memory_fraction: float = 0.9, strict: bool = False):
+                 gpu_memory_fraction: float = 0.9, strict: bool = False, threads: int | None = None,
+                 load_format: str = "auto"):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
-                            ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
+                            ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens),
+                            ("threads", threads)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
         if not 0 < gpu_memory_fraction <= 1:
             raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
+        if load_format not in ("auto", "random"):
+            raise ZooinferError(f"LLM(load_format=...) must be 'auto' (the checkpoint) or 'random' (seeded random "
+                                f"weights of the config's shape), got {load_format!r}")
+        set_threads(threads)
         self.model_dir = resolve_model(model, dtype)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
@@ -43,7 +50,8 @@ class LLM:
         size_from_memory = on_gpu and kv_cache_tokens is None
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,
                                  kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
-                                 max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict)
+                                 max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict,
+                                 load_format=load_format)
         self.max_model_len = self.model.max_seq_len
         if size_from_memory:
             warm_len = min(max_prefill_tokens, self.max_model_len - 1)
@@ -51,8 +59,9 @@ class LLM:
                                                                  gpu_memory_fraction))
         self.tokenizer = load_tokenizer(self.model_dir)
         self.scheduler = Scheduler(self.model.kv_cache, max_batch_size, max_prefill_tokens)
-        use_graphs = on_gpu and not enforce_eager and self.model.supports_cuda_graph()
-        self.graphs = CudaGraphRunner(self.model, max_batch_size) if use_graphs else None
+        # On a GPU the runner exists even when eager is enforced, so that graphs can be switched on later.
+        can_graph = on_gpu and self.model.supports_cuda_graph()
+        self.graphs = CudaGraphRunner(self.model, max_batch_size, enabled=not enforce_eager) if can_graph else None
         self.runner = ModelRunner(self.model, self.scheduler, self.graphs)
         self.sampler = Sampler(self.device, seed)
 
@@ -65,10 +74,22 @@ class LLM:
         scheduler.finish(req)
 
     def get_stats(self) -> dict:
-        """CUDA-graph counters (None when graphs are off) and the KV pool's occupancy."""
+        """CUDA-graph replay statistics (enabled, cache_size, cache_hits, cache_misses, recordings, cached_shapes,
+        hit_rate, ...) and the KV pool's occupancy."""
         kv = self.model.kv_cache
-        return {"cuda_graph": dict(self.graphs.stats) if self.graphs else None,
+        return {"cuda_graph": graph_stats(self.graphs),
                 "kv_cache": {"slots": kv.num_slots, "free_slots": kv.free_slot_count}}
+
+    def set_cuda_graph_enabled(self, enabled: bool) -> None:
+        """Switches decode-step graph replay on or off between steps; recorded graphs stay until clear_cache()."""
+        if not isinstance(enabled, bool):
+            raise ZooinferError(f"set_cuda_graph_enabled takes True or False, got {enabled!r}")
+        if enabled and self.graphs is None:
+            raise ZooinferError(f"CUDA graphs need a CUDA device; this LLM runs on {self.device}" if self.device.type
+                                != "cuda" else f"the {self.config['model_type']} model cannot replay CUDA graphs "
+                                "with this config: its steps depend on host state")
+        if self.graphs is not None:
+            self.graphs.enabled = enabled
 
     def clear_cache(self) -> None:
         """Drops every captured CUDA graph; they are recorded again as steps need them."""

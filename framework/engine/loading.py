@@ -54,6 +54,7 @@ def load_tokenizer(model_dir: Path):
     return load_safely(model_dir)
 
 
+
 def eos_ids(config: dict, tokenizer) -> set[int]:
     ids = config.get("eos_token_id")
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
