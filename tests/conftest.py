@@ -55,3 +55,20 @@ def torch_single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_text_dir(tiny_llama_dir, tmp_path_factory):
+    """The tiny random llama with SmolLM2's tokenizer next to it (its ids below 128 are single bytes and
+    common letters), so text prompts, detokenizing and stop strings run on a model that takes milliseconds."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from zooinfer.model_source import resolve_model
+
+    out = tmp_path_factory.mktemp("tiny-llama-text")
+    for f in tiny_llama_dir.iterdir():
+        shutil.copy(f, out / f.name)
+    AutoTokenizer.from_pretrained(resolve_model(None)).save_pretrained(out)
+    return out

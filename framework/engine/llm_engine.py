@@ -149,6 +149,8 @@ class LLMEngine:
             if sampled is None:
                 self.prefill_tokens += sum(r.chunk for r in batch) if is_prefill else 0
                 logits = self.runner.step(batch, is_prefill)
+                for req in batch if is_prefill else ():  # computed prompts are shared from now on
+                    self.kv.cache(req)
                 done = [i for i, r in enumerate(batch) if r.cached_len >= r.num_tokens]  # prompts now complete
                 if len(done) < len(batch):
                     batch, logits = [batch[i] for i in done], logits[done]
