@@ -44,7 +44,6 @@ def prefix_savings(model, requests, system_len, user_len):
         stats = llm.get_stats()
         rows.append([enabled, requests, system_len, user_len, stats["prefill_tokens"],
                      f"{stats['prefix_cache']['hit_rate']:.3f}", seconds])
-        del llm
     return rows
 
 
