@@ -33,19 +33,24 @@ def reference(llm):
     return llm.generate(prompt_token_ids=GOOD_PROMPT, sampling_params=GOOD)[0].token_ids, free
 
 
+def assert_pool_full(llm):
+    """No request holds a KV slot or a table row (cached prefixes are dropped first: nobody uses them)."""
+    llm.clear_cache()
+    kv, engine = llm.model.kv_cache, llm.engine
+    assert (kv.free_slot_count, kv.free_row_count) == (kv.num_slots, kv.max_requests), "KV slots or rows leaked"
+    assert not engine.scheduler.has_work() and not engine.requests
+
+
 @pytest.fixture
 def assert_still_works(llm, reference):
     def check(engine=None):
         engine = engine or llm
-        kv, sched = engine.model.kv_cache, engine.scheduler
-        initial = (kv.num_slots, kv.max_requests)
-        assert (kv.free_slot_count, kv.free_row_count) == initial, "the failed request leaked KV slots or rows"
-        assert not sched.has_work() and sched.reserved == 0
+        assert_pool_full(engine)
         out = engine.generate(prompt_token_ids=GOOD_PROMPT, sampling_params=GOOD)[0]
         if engine is llm:
-            assert out.token_ids == reference[0] and (kv.free_slot_count, kv.free_row_count) == reference[1]
+            assert out.token_ids == reference[0]
         assert len(out.token_ids) == GOOD.max_new_tokens and out.finish_reason == "length"
-        assert (kv.free_slot_count, kv.free_row_count) == initial
+        assert_pool_full(engine)
     return check
 
 
@@ -265,8 +270,8 @@ def test_empty_or_non_text_prompt(llm, assert_still_works, kwargs, culprit):
 @pytest.fixture
 def count_steps(llm, monkeypatch):
     calls = []
-    step = llm.runner.step
-    monkeypatch.setattr(llm.runner, "step", lambda *a: calls.append(1) or step(*a))
+    step = llm.engine.runner.step
+    monkeypatch.setattr(llm.engine.runner, "step", lambda *a: calls.append(1) or step(*a))
     return calls
 
 
@@ -284,7 +289,7 @@ def test_one_bad_request_in_a_batch_runs_nothing(llm, assert_still_works, count_
 
 
 def test_error_inside_a_step_frees_everything(llm, monkeypatch, assert_still_works):
-    step, calls = llm.runner.step, []
+    step, calls = llm.engine.runner.step, []
 
     def failing_step(batch, is_prefill, next_tokens=None):
         calls.append(is_prefill)
@@ -292,7 +297,7 @@ def test_error_inside_a_step_frees_everything(llm, monkeypatch, assert_still_wor
             raise RuntimeError("injected failure")
         return step(batch, is_prefill, next_tokens)
 
-    monkeypatch.setattr(llm.runner, "step", failing_step)
+    monkeypatch.setattr(llm.engine.runner, "step", failing_step)
     with pytest.raises(RuntimeError, match="injected failure"):
         llm.generate(prompt_token_ids=[[1, 2, 3], [4, 5]], sampling_params=GOOD)
     monkeypatch.undo()
@@ -353,3 +358,87 @@ def test_invalid_gpu_memory_fraction(tiny_llama_dir, fraction):
     with pytest.raises(ZooinferError) as exc:
         LLM(str(tiny_llama_dir), gpu_memory_fraction=fraction)
     one_line(exc, "gpu_memory_fraction", fraction)
+
+
+# -- types where values enter ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def text_llm(tiny_llama_text_dir):
+    return LLM(str(tiny_llama_text_dir))
+
+
+@pytest.mark.parametrize("prompts, culprit", [
+    (5, "int"), (b"hi", "bytes"), ((p for p in ["a"]), "generator"), ({"a"}, "set"), ({"a": 1}, "dict"),
+    (["ok", 7], "int"), ("bad \ud800 text", "surrogate"), (["ok", "\udfff"], "surrogate"),
+])
+def test_prompts_of_the_wrong_type(text_llm, prompts, culprit):
+    with pytest.raises(ZooinferError) as exc:
+        text_llm.generate(prompts, GOOD)
+    one_line(exc, culprit)
+    assert not text_llm.engine.requests
+
+
+@pytest.mark.parametrize("ids, culprit", [([1, 2.0, 3], "2.0"), ([1, True], "bool"), ("123", "str"),
+                                          ("float tensor", "float"), ("bool tensor", "bool")])
+def test_token_ids_of_the_wrong_type(llm, assert_still_works, ids, culprit):
+    import torch
+    if isinstance(ids, str) and ids.endswith("tensor"):
+        ids = torch.tensor([1.0, 2.0]) if ids.startswith("float") else torch.tensor([True])
+    with pytest.raises(ZooinferError) as exc:
+        llm.generate(prompt_token_ids=[ids], sampling_params=GOOD)
+    one_line(exc, culprit)
+    assert_still_works()
+
+
+def test_integer_tensors_and_arrays_are_accepted(llm, reference):
+    import numpy as np
+    import torch
+    for ids in (torch.tensor(GOOD_PROMPT), torch.tensor(GOOD_PROMPT, dtype=torch.int32), np.array(GOOD_PROMPT),
+                tuple(GOOD_PROMPT)):
+        assert llm.generate(prompt_token_ids=ids, sampling_params=GOOD)[0].token_ids == reference[0]
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"seed": 2**64}, "seed"), ({"seed": -2**63 - 1}, "seed"), ({"seed": 2**64 - 2, "n": 3}, "seed"),
+    ({"presence_penalty": 2.5}, "presence_penalty"), ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"n": 0}, "n"), ({"stop_token_ids": "5"}, "stop_token_ids"), ({"stop": 3}, "stop"),
+    ({"ignore_eos": "yes"}, "ignore_eos"),
+])
+def test_more_invalid_sampling_params(kwargs, field):
+    with pytest.raises(ZooinferError) as exc:
+        SamplingParams(**kwargs)
+    one_line(exc, f"SamplingParams.{field}")
+
+
+def test_one_stop_token_id_is_a_list_of_one():
+    assert SamplingParams(stop_token_ids=5).stop_token_ids == [5]
+    assert SamplingParams(seed=2**64 - 1).seed == 2**64 - 1
+
+
+def test_stream_takes_one_prompt(text_llm):
+    with pytest.raises(ZooinferError) as exc:
+        text_llm.stream(["a", "b"])
+    one_line(exc, "one prompt", "list of 2", "generate()")
+    with pytest.raises(ZooinferError) as exc:
+        text_llm.stream("a", SamplingParams(n=2))
+    one_line(exc, "n=2")
+    assert not text_llm.engine.requests
+
+
+@pytest.mark.parametrize("kwargs, culprit", [({"tensor_parallel_size": 2}, "tensor_parallel_size=2"),
+                                             ({"seed": 2**70}, "seed"),
+                                             ({"enable_prefix_caching": "no"}, "enable_prefix_caching")])
+def test_engine_arguments(tiny_llama_dir, kwargs, culprit):
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tiny_llama_dir), **kwargs)
+    one_line(exc, culprit)
+
+
+def test_engine_request_ids(tiny_llama_dir):
+    from zooinfer.engine import LLMEngine
+    engine = LLMEngine(str(tiny_llama_dir))
+    engine.add_request("a", prompt_token_ids=[1, 2], params=GOOD)
+    for bad in ("a", 3):
+        with pytest.raises(ZooinferError) as exc:
+            engine.add_request(bad, prompt_token_ids=[1, 2], params=GOOD)
+        one_line(exc, repr(bad))
+    assert list(engine.requests) == ["a"]

@@ -114,3 +114,16 @@ def test_pool_shorter_than_the_context(checkpoint, backend):
     want = eager.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     got = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     assert [o.token_ids for o in got] == [o.token_ids for o in want]
+
+
+def test_preemption_and_prefix_caching_keep_graphed_outputs(checkpoint):
+    """A pool too small for the batch (preemption), a shared prefix (cache hits) and chunked prefill, with CUDA
+    graphs and the overlapped decode: the tokens of a roomy eager engine without any of them."""
+    prompts = PROMPTS[:3] + [PROMPTS[2][:100] + [7, 8]]
+    plain = LLM(str(checkpoint), device="cuda", dtype="bfloat16", enforce_eager=True, kv_cache_tokens=8192,
+                enable_prefix_caching=False).generate(prompt_token_ids=prompts, sampling_params=PARAMS)
+    tight = LLM(str(checkpoint), device="cuda", dtype="bfloat16", kv_cache_tokens=200, max_prefill_tokens=64)
+    assert_same_until_near_tie(plain, tight.generate(prompt_token_ids=prompts, sampling_params=PARAMS))
+    stats = tight.get_stats()
+    assert stats["preemptions"] > 0 and stats["prefix_cache"]["hit_tokens"] > 0
+    assert stats["cuda_graph"]["replays"] > 0
