@@ -56,7 +56,8 @@ def main():
                     "idle machine; LLM's own default is half the CPUs)")
     args = ap.parse_args()
 
-    llm = LLM(args.model, dtype="float32", threads=args.threads)  # process-wide: transformers runs with it too
+    # threads is process-wide: transformers runs with it too. Prefix caching off: each timed run computes its prompts.
+    llm = LLM(args.model, dtype="float32", threads=args.threads, enable_prefix_caching=False)
     hf = AutoModelForCausalLM.from_pretrained(llm.model_dir, dtype=torch.float32, trust_remote_code=False).eval()
     weight_bytes = sum(p.numel() * p.element_size() for p in hf.parameters())  # tied weights counted once
     limit = read_bandwidth() / weight_bytes  # decode steps per second if each reads every weight once

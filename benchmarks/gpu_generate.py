@@ -93,7 +93,9 @@ def bench(config_path: Path, args, bandwidth):
         gc.collect()
         torch.cuda.empty_cache()
 
+        # Prefix caching off: each timed run must compute its prompts, not reuse the previous run's.
         llm = LLM(str(work), device="cuda", dtype="bfloat16", max_batch_size=args.max_batch_size,
+                  enable_prefix_caching=False,
                   max_prefill_tokens=8192, enforce_eager=args.eager)
         t_short, t_long = zoo_rate(llm, one, 2), zoo_rate(llm, one, args.new_tokens)
         zoo_b1 = (args.new_tokens - 2) / (t_long - t_short)

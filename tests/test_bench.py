@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zooinfer import cli
+from zooinfer import LLM, cli
 from zooinfer.errors import ZooinferError
 from zooinfer.tools import bench as bench_module
 from zooinfer.tools.bench import BenchCase, bench, build_llm, parse_sizes, plan, sweep
@@ -51,9 +51,8 @@ def test_skip_load_reads_no_checkpoint(tiny_llama_dir, tmp_path):
 
 
 def test_stops_at_the_first_case_that_does_not_fit(tiny_llama_dir):
-    llm = build_llm(str(tiny_llama_dir), plan([1], [4], [2], 1), skip_load=True)
-    llm.model.resize_kv_cache(40)
-    llm.scheduler.kv_cache = llm.model.kv_cache
+    llm = LLM(str(tiny_llama_dir), load_format="random", kv_cache_tokens=40, max_batch_size=8, max_model_len=6,
+              enable_prefix_caching=False)
     cases = sweep(llm, plan([1, 2, 8], [4], [2, 60], llm.model.kv_bytes_per_token()), progress=False)
     # needs: 1x6, 2x6, 8x6 = 48 > 40 (stop), then every later case is skipped, though 1x62 exceeds context first
     statuses = {(c.batch, c.output_len): c.status for c in cases}
@@ -74,9 +73,10 @@ def test_out_of_memory_mid_case_leaves_the_engine_whole(tiny_llama_dir, monkeypa
     cases = sweep(llm, plan([1, 2, 4], [4], [3], llm.model.kv_bytes_per_token()), progress=False)
     assert [c.status for c in cases] == ["ok", "out of memory at batch 2 x 4+3",
                                          "skipped: out of memory at batch 2 x 4+3"]
+    llm.clear_cache()  # cached prefixes hold slots until dropped
     kv = llm.model.kv_cache
     assert kv.free_slot_count == kv.num_slots and kv.free_row_count == kv.max_requests
-    assert not llm.scheduler.running and not llm.scheduler.waiting
+    assert not llm.engine.scheduler.running and not llm.engine.scheduler.waiting
     monkeypatch.undo()
     bench_module.run_case(llm, BenchCase(1, 4, 3, 0))  # and the next request runs
 

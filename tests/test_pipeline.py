@@ -63,6 +63,7 @@ def test_score_matches_transformers(llm, hf_model):
         assert out.token_ids == ids and len(out.logprobs) == len(ids) - 1
         torch.testing.assert_close(torch.tensor(out.logprobs), ref, atol=1e-4, rtol=0)
         assert out.perplexity == pytest.approx(float(torch.exp(-ref.mean())), rel=1e-4)
+    llm.clear_cache()  # cached prefixes hold slots until dropped
     assert llm.model.kv_cache.free_slot_count == llm.model.kv_cache.num_slots  # slots given back
 
 
@@ -143,6 +144,7 @@ def test_score_bad_input_then_still_works(llm, inputs, culprit):
     with pytest.raises(ZooinferError, match=culprit) as exc:
         scorer(inputs)
     assert "\n" not in str(exc.value)
+    llm.clear_cache()  # cached prefixes hold slots until dropped
     assert llm.model.kv_cache.free_slot_count == llm.model.kv_cache.num_slots
     assert len(scorer([1, 2, 3]).logprobs) == 2
 

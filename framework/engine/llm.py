@@ -66,6 +66,8 @@ class LLM:
     tokenizer = property(lambda self: self.engine.tokenizer)
     config = property(lambda self: self.engine.config)
     max_model_len = property(lambda self: self.engine.max_model_len)
+    device = property(lambda self: self.engine.device)
+    dtype = property(lambda self: self.engine.dtype)
 
     def get_stats(self) -> dict:
         """Running and waiting requests, preemptions, KV-pool use, prefix-cache hits, CUDA-graph counters."""

@@ -68,20 +68,20 @@ class ScoreTask(Task):
 
 def prompt_logits(llm, ids: list[int]) -> torch.Tensor:
     """Float32 logits [len(ids), V] of every position of one prefill over `ids`, on the engine's KV pool."""
+    from zooinfer.engine.kv_manager import KVManager
     from zooinfer.engine.model_runner import ModelRunner
     from zooinfer.engine.request import Request
     from zooinfer.engine.sampling_params import SamplingParams
     from zooinfer.engine.scheduler import Scheduler
 
-    scheduler = Scheduler(llm.model.kv_cache, 1, len(ids))
-    req = Request(None, ids, SamplingParams(max_new_tokens=1), set(), None)
-    req.params.max_new_tokens = 0  # only the prompt's slots are reserved: no token is generated
+    # Its own scheduler over the engine's pool, without prefix reuse or chunking: one prefill of every position.
+    scheduler = Scheduler(KVManager(llm.model.kv_cache, False), 1, len(ids), False)
+    req = Request("score", ids, SamplingParams(max_new_tokens=1), set(), None, None)
     scheduler.add(req)
     try:
         batch, is_prefill = scheduler.schedule()
         if not batch:
             raise ZooinferError(f"the KV cache has no room for {len(ids)} tokens now")
-        return llm.model.forward(ModelRunner(llm.model, scheduler).build_input(batch, is_prefill),
-                                 all_positions=True)
+        return llm.model.forward(ModelRunner(llm.model).build_input(batch, is_prefill), all_positions=True)
     finally:
-        scheduler.finish(req)
+        scheduler.finish(req, cache=False)

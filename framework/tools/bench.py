@@ -125,7 +125,9 @@ def build_llm(model: str | None, cases: list[BenchCase], device: str = "cpu", dt
 
     longest = max(c.input_len + c.output_len for c in cases)
     on_gpu = device.startswith("cuda")
+    # Prefix caching off: repeated runs of a case must compute their prompts, not reuse them.
     llm_kwargs = dict(device=device, dtype=dtype, backend=backend, threads=threads, enforce_eager=enforce_eager,
+                      enable_prefix_caching=False,
                       load_format="random" if skip_load else "auto", max_batch_size=max(c.batch for c in cases),
                       max_prefill_tokens=min(max(c.batch * c.input_len for c in cases), 16384))
     llm = LLM(model, kv_cache_tokens=None if on_gpu else max(c.batch * (c.input_len + c.output_len) for c in cases),

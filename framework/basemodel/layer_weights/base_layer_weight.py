@@ -87,6 +87,14 @@ class BaseLayerWeight:
                 return
             self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
 
+    @property
+    def specs(self) -> dict[str, list[TensorSpec]]:
+        return self._specs
+
+    def load_spec_tensor(self, attr: str, index: int, tensor: torch.Tensor) -> None:
+        """Spec `index` of `attr` from a full tensor already in the spec's shape (no transform): random weights."""
+        self._loaded[attr, index] = self._rank_slice(tensor, self._specs[attr][index]).to(self.device, self.dtype)
+
     def _rank_slice(self, tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
         if spec.split_dim is None or self.world_size == 1:
             return tensor

@@ -14,12 +14,15 @@ def fill_random_weights(weight_objects: list, seed: int = 0, std: float = 0.02) 
         device = torch.device(obj.device)
         if device not in generators:
             generators[device] = torch.Generator(device=device).manual_seed(seed)
-        for name in obj.wanted_names():
-            shape = obj._by_name[name].shape
-            if len(shape) == 1:
-                tensor = torch.full(shape, 1.0 if name.endswith("weight") else 0.0, dtype=obj.dtype, device=device)
-            else:
-                tensor = torch.empty(shape, dtype=obj.dtype, device=device).normal_(0, std, generator=generators[device])
-            obj.load_hf_weight(name, tensor)
+        for attr, specs in obj.specs.items():
+            for index, spec in enumerate(specs):
+                shape = tuple(spec.shape)
+                if len(shape) == 1:
+                    fill = 1.0 if spec.hf_name.endswith("weight") else 0.0
+                    tensor = torch.full(shape, fill, dtype=obj.dtype, device=device)
+                else:
+                    tensor = torch.empty(shape, dtype=obj.dtype, device=device).normal_(0, std,
+                                                                                        generator=generators[device])
+                obj.load_spec_tensor(attr, index, tensor)
     for obj in weight_objects:
         obj.finish()
