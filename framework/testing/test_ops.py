@@ -259,3 +259,29 @@ def test_token_attention_window_and_softcap(backend_ops, window, softcap, with_a
 def test_attention_window_and_softcap_half(backend_ops, dtype):
     test_context_attention(backend_ops, 4, 1, 64, False, True, dtype=dtype, window=9, softcap=4.0)
     test_token_attention(backend_ops, 4, 1, 64, False, dtype=dtype, window=9, softcap=4.0)
+
+
+def moe_experts(num, inter, hidden, dtype=torch.float32):
+    """Stacked expert weights w13 [E, 2I, H], w2 [E, H, I], scaled so activations stay O(1)."""
+    return rand(num, 2 * inter, hidden, dtype=dtype) * hidden ** -0.5, rand(num, hidden, inter, dtype=dtype) * inter ** -0.5
+
+
+# (tokens, experts, top_k, intermediate, hidden, renormalize): decode rows, prefill with experts spanning several
+# row blocks, more experts than tokens, top-1, sides that are not multiples of the tiles.
+MOE_SHAPES = [(1, 8, 2, 32, 64, True), (3, 4, 2, 24, 48, False), (37, 3, 2, 32, 64, True),
+              (5, 16, 4, 20, 40, False), (19, 6, 1, 48, 32, True)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+@pytest.mark.parametrize("shape", MOE_SHAPES, ids=lambda s: "n{}_e{}_k{}_i{}_h{}_renorm{}".format(*s))
+def test_moe(backend_ops, dtype, shape):
+    n, num, top_k, inter, hidden, renormalize = shape
+    w13, w2 = moe_experts(num, inter, hidden, dtype)
+    call, out, expected = run(backend_ops, "moe", rand(n, hidden, dtype=dtype), rand(n, num, dtype=dtype), w13, w2,
+                              top_k, renormalize)
+    close(call, out, expected, DOT_TOL[dtype])
+
+
+def test_moe_zero_tokens(backend_ops):
+    w13, w2 = moe_experts(4, 16, 32)
+    assert backend_ops[1].moe(rand(0, 32), rand(0, 4), w13, w2, 2, True).shape == (0, 32)

@@ -28,11 +28,16 @@ class Shapes:
     batch: int = 16  # decode rows; prefill runs `batch` prompts of prompt_len
     prompt_len: int = 128
     context: int = 512  # tokens each decode row attends to
+    experts: int = 8  # moe: experts per layer, top_k of them per token, each of width moe_intermediate
+    top_k: int = 2
+    moe_intermediate: int = 1408
 
     def __post_init__(self):
         for name, value in vars(self).items():
             if not isinstance(value, int) or value < 1:
                 raise ZooinferError(f"bench-ops: {name} must be an integer >= 1, got {value!r}")
+        if self.top_k > self.experts:
+            raise ZooinferError(f"bench-ops: top_k {self.top_k} exceeds experts {self.experts}")
         if self.heads % self.kv_heads:
             raise ZooinferError(f"bench-ops: heads {self.heads} is not a multiple of kv heads {self.kv_heads}")
 
@@ -58,6 +63,8 @@ def op_calls(s: Shapes, phase: str, dtype, device) -> dict:
         "gelu": (rand(n, 4 * s.hidden),),
         "gelu_and_mul": (rand(n, 2 * s.intermediate),),
         "linear": (rand(n, s.hidden), rand(qkv_out, s.hidden) * s.hidden ** -0.5),
+        "moe": (rand(n, s.hidden), rand(n, s.experts), rand(s.experts, 2 * s.moe_intermediate, s.hidden) * s.hidden ** -0.5,
+                rand(s.experts, s.hidden, s.moe_intermediate) * s.moe_intermediate ** -0.5, s.top_k, True),
         "store_kv": (rand(slots, 2 * s.kv_heads, s.head_dim), rand(n, s.kv_heads, s.head_dim),
                      rand(n, s.kv_heads, s.head_dim), new_slots),
     }
