@@ -7,7 +7,9 @@ from zooinfer.plugins.torch_backend.backend import TorchBackend
 class ExampleBackend(TorchBackend):
     name = "example"
     device_types = ("cpu", "cuda")
-    priority = 5  # above the torch reference (0): installed, it is the CPU default; below triton (10)
+    # Below the torch reference (0): installed beside zooinfer for the kit, it runs only where named. A real backend
+    # sets a priority above 0 to become the default on its devices.
+    priority = -1
 
     @classmethod
     def is_available(cls, device_type: str) -> bool:
