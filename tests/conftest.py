@@ -66,7 +66,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{%
 def tiny_llama_text_dir(tmp_path_factory):
     """A tiny random llama with a byte-level tokenizer of 256 tokens (one per byte, no merges; a multi-byte
     character spans tokens) and a chat template: text in and out on a model that takes milliseconds."""
-    from hf_reference import save_random_model
+    from zooinfer.testing import save_random_model
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import bytes_to_unicode

@@ -99,7 +99,7 @@ def test_bfloat16_checkpoint_still_loads(tiny_llama_dir, tmp_path):
                                            ({"n_layer": 10**9}, "num_hidden_layers=1000000000"),  # its alias
                                            ({"n_head": "4"}, "num_attention_heads")])
 def test_bloom_config_fault(tmp_path, edit, culprit):
-    from hf_reference import save_random_model
+    from zooinfer.testing import save_random_model
     from transformers import BloomConfig
 
     save_random_model(BloomConfig(vocab_size=64, hidden_size=32, n_layer=1, n_head=4), tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import test_tensor_parallel as tp
-from hf_reference import assert_greedy_matches, save_random_model
+from zooinfer.testing import assert_greedy_matches, save_random_model
 from triton_mode import import_kernels, interpreter
 from zooinfer import LLM, SamplingParams
 from zooinfer.engine.loading import read_config

@@ -97,7 +97,7 @@ def test_chunked_prefill_keeps_decoding(tiny_llama_dir):
 
 def test_length_dependent_rotary_turns_prefix_reuse_off(tmp_path):
     """Dynamic NTK rotary: a token's keys depend on the step's length, so neither cached prefixes nor chunks."""
-    from hf_reference import save_random_model
+    from zooinfer.testing import save_random_model
     from transformers import LlamaConfig
 
     from conftest import TINY_LLAMA
