@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.set_defaults(func=cmd_plugins)
     _add_random_model_parser(sub)
     _add_compare_parser(sub)
+    from zooinfer.server.serve import add_serve_parser
+    add_serve_parser(sub, _add_engine_args)
     return parser
 
 
