@@ -85,6 +85,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
             return _error(APIError(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}"))
+        if first["loc"] == ("body",) and isinstance(first.get("input"), (bytes, str)):
+            return _error(APIError(400, "the body must be a JSON object sent as Content-Type: application/json"))
         loc = [str(part) for part in first["loc"] if part != "body"]
         return _error(APIError(400, f"{'.'.join(loc) or 'body'}: {first['msg']}", param=loc[0] if loc else None))
 

@@ -24,14 +24,23 @@ class ServerMetrics:
                                          buckets=_LATENCY_BUCKETS, registry=r)
         self.prompt_tokens = Counter("zooinfer_prompt_tokens", "Prompt tokens of finished requests", registry=r)
         self.generation_tokens = Counter("zooinfer_generation_tokens", "Generated tokens", registry=r)
+        self.prefill_tokens = Counter("zooinfer_prefill_tokens_computed",
+                                      "Prompt tokens run through the model (prefix-cache hits are not)", registry=r)
+        self.prefix_cache_hit_tokens = Counter("zooinfer_prefix_cache_hit_tokens",
+                                               "Prompt tokens whose KV came from the prefix cache", registry=r)
+        self._engine_totals = {"prefill_tokens": 0, "hit_tokens": 0}  # the engine counts from its start
         self.finished_requests = Counter("zooinfer_requests_finished", "Finished requests by finish reason",
                                          ["finish_reason"], registry=r)
 
     def set_engine_stats(self, stats: dict) -> None:
         self.running.set(stats["running"])
         self.waiting.set(stats["waiting"])
-        self.kv_cache_usage.set(stats["kv_cache_usage"])
-        self.prefix_cache_hit_rate.set(stats["prefix_cache_hit_rate"])
+        self.kv_cache_usage.set(stats["kv_cache"]["usage"])
+        self.prefix_cache_hit_rate.set(stats["prefix_cache"]["hit_rate"])
+        for key, counter, total in (("prefill_tokens", self.prefill_tokens, stats["prefill_tokens"]),
+                                    ("hit_tokens", self.prefix_cache_hit_tokens, stats["prefix_cache"]["hit_tokens"])):
+            counter.inc(total - self._engine_totals[key])
+            self._engine_totals[key] = total
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
