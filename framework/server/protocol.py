@@ -57,8 +57,15 @@ class CompletionRequest(_OpenAISampling):
     prompt: Union[str, list[str], TokenIds, list[TokenIds]]
     max_tokens: int | None = Field(16, ge=1)
     logprobs: int | None = Field(None, ge=0, le=20)
-    echo: Literal[False] = False  # accepted only as false: the prompt is never repeated back
+    echo: bool = False
     best_of: int | None = None
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, echo):
+        if echo:
+            raise ValueError("echo is not supported: the prompt is never repeated back")
+        return echo
 
     @field_validator("prompt")
     @classmethod
