@@ -84,6 +84,7 @@ def test_batch_equals_single(tiny_llm):
     for prompt, out in zip(prompts, batched):
         assert out.prompt_token_ids == prompt
         assert out.token_ids == tiny_llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0].token_ids
+    tiny_llm.clear_cache()  # drops the cached prefixes: then every slot is free again
     assert tiny_llm.model.kv_cache.free_slot_count == 512
 
 

@@ -119,6 +119,11 @@ class TpPartBaseModel:
         """False when a step depends on host-side state that a replayed graph would not see."""
         return True
 
+    def supports_prefix_caching(self) -> bool:
+        """False when a token's keys and values depend on the length of the step that computed them, so that
+        a cached prefix or a prompt prefilled in chunks would differ from one prefill of the whole prompt."""
+        return True
+
     # -- running -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def forward(self, inp: ModelInput) -> torch.Tensor:

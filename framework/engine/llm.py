@@ -1,201 +1,218 @@
-"""The offline API: LLM(model).generate(prompts, SamplingParams(...)) -> [RequestOutput]."""
+"""The offline API, a front-end on LLMEngine: LLM(model).generate(prompts, SamplingParams(...)) -> [RequestOutput].
+
+Any number of threads may call one LLM: each call adds its requests, then steps the shared engine under one
+lock until its own requests finish (a step advances every caller's requests, and its outputs are filed by
+request id), so concurrent callers get exactly what they would get one after another."""
 from __future__ import annotations
 
-import operator
+import itertools
+import threading
 from collections.abc import Iterator
-
-import torch
+from dataclasses import dataclass, field
 
 from zooinfer.errors import ZooinferError
-from zooinfer.model_source import resolve_model
-from zooinfer.plugin_manager import model_registry, select_backend
 
-from .cuda_graph import CudaGraphRunner
-from .loading import eos_ids, load_tokenizer, parse_device, read_config, resolve_dtype
-from .memory import kv_slots_from_free_memory
-from .model_runner import ModelRunner
-from .request import Request, RequestOutput
-from .sampler import Sampler
+from .inputs import check_text, is_token_list
+from .llm_engine import LLMEngine
+from .outputs import CompletionOutput, RequestOutput, StepOutput
 from .sampling_params import SamplingParams
-from .scheduler import Scheduler
+
+
+@dataclass
+class _Tracked:
+    """What the front-end has received so far for one engine request."""
+    completion: CompletionOutput
+    prompt_token_ids: list[int] = field(default_factory=list)
+    error: BaseException | None = None
 
 
 class LLM:
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
-                 max_prefill_tokens: int = 8192, seed: int = 0, enforce_eager: bool = False,
-                 gpu_memory_fraction: float = 0.9):
-        for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
-                            ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ZooinferError(f"LLM({name}=...) must be an integer >= 1, got {value!r}")
-        if not 0 < gpu_memory_fraction <= 1:
-            raise ZooinferError(f"LLM(gpu_memory_fraction=...) must be in (0, 1], got {gpu_memory_fraction!r}")
-        self.model_dir = resolve_model(model)
-        self.config = read_config(self.model_dir)
-        model_class = model_registry().get(self.config["model_type"])
-        self.device = parse_device(device)
-        self.dtype = resolve_dtype(dtype, self.device, self.config)
-        ops = select_backend(backend, str(self.device))(self.device)
-        on_gpu = self.device.type == "cuda"
-        size_from_memory = on_gpu and kv_cache_tokens is None
-        self.model = model_class(self.model_dir, self.config, ops, self.dtype,
-                                 kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
-                                 max_requests=max_batch_size, max_seq_len=max_model_len)
-        self.max_model_len = self.model.max_seq_len
-        if size_from_memory:
-            warm_len = min(max_prefill_tokens, self.max_model_len - 1)
-            self.model.resize_kv_cache(kv_slots_from_free_memory(self.model, lambda: self._warm_up(warm_len),
-                                                                 gpu_memory_fraction))
-        self.tokenizer = load_tokenizer(self.model_dir)
-        self.scheduler = Scheduler(self.model.kv_cache, max_batch_size, max_prefill_tokens)
-        use_graphs = on_gpu and not enforce_eager and self.model.supports_cuda_graph()
-        self.graphs = CudaGraphRunner(self.model, max_batch_size) if use_graphs else None
-        self.runner = ModelRunner(self.model, self.scheduler, self.graphs)
-        self.sampler = Sampler(self.device, seed)
+                 max_prefill_tokens: int = 8192, seed: int | None = None, enforce_eager: bool = False,
+                 gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, tensor_parallel_size: int = 1):
+        if tensor_parallel_size != 1:
+            raise ZooinferError(f"LLM(tensor_parallel_size={tensor_parallel_size!r}): only 1 is supported from the "
+                                f"Python API for now")
+        self.engine = LLMEngine(model, device, dtype, backend, max_model_len, kv_cache_tokens, max_batch_size,
+                                max_prefill_tokens, seed, enforce_eager, gpu_memory_fraction, enable_prefix_caching)
+        self._lock = threading.Lock()  # held while the engine is touched: one step at a time
+        self._tracked: dict[str, _Tracked] = {}
+        self._abandoned: list[str] = []  # streams dropped while the engine was busy; aborted before the next step
+        self._ids = itertools.count()
 
-    def _warm_up(self, prompt_len: int) -> None:
-        """One prefill of prompt_len tokens: the activation peak that the KV pool must leave room for."""
-        scheduler = Scheduler(self.model.kv_cache, 1, prompt_len)
-        req = Request(None, [0] * prompt_len, SamplingParams(max_new_tokens=1), set(), None)
-        scheduler.add(req)
-        ModelRunner(self.model, scheduler).step(*scheduler.schedule())
-        scheduler.finish(req)
+    model = property(lambda self: self.engine.model)
+    model_dir = property(lambda self: self.engine.model_dir)
+    tokenizer = property(lambda self: self.engine.tokenizer)
+    config = property(lambda self: self.engine.config)
+    max_model_len = property(lambda self: self.engine.max_model_len)
 
     def get_stats(self) -> dict:
-        """CUDA-graph counters (None when graphs are off) and the KV pool's occupancy."""
-        kv = self.model.kv_cache
-        return {"cuda_graph": dict(self.graphs.stats) if self.graphs else None,
-                "kv_cache": {"slots": kv.num_slots, "free_slots": kv.free_slot_count}}
+        """Running and waiting requests, preemptions, KV-pool use, prefix-cache hits, CUDA-graph counters."""
+        with self._lock:
+            return self.engine.get_stats()
 
     def clear_cache(self) -> None:
-        """Drops every captured CUDA graph; they are recorded again as steps need them."""
-        if self.graphs:
-            self.graphs.clear()
+        """Drops every captured CUDA graph (recorded again as steps need them) and every unused cached prefix."""
+        with self._lock:
+            self.engine.clear_cache()
 
-    # -- requests ----------------------------------------------------------------------------------
-    def _make_request(self, prompt, token_ids, params: SamplingParams) -> Request:
-        if token_ids is None:
-            if not isinstance(prompt, str):
-                raise ZooinferError(f"a prompt must be a string, got {type(prompt).__name__}")
-            if self.tokenizer is None:
-                raise ZooinferError(f"{self.model_dir} has no tokenizer: pass prompt_token_ids instead of text")
-            token_ids = self.tokenizer.encode(prompt)
-        try:
-            token_ids = [operator.index(t) for t in token_ids]  # accepts numpy ints; rejects floats and bools below
-        except TypeError:
-            bad = next(t for t in token_ids if not hasattr(t, "__index__"))
-            raise ZooinferError(f"prompt token id {bad!r} is not an integer") from None
-        if not token_ids:
-            raise ZooinferError("a prompt must hold at least one token")
-        vocab = self.model.vocab_size
-        bad = [t for t in token_ids if not 0 <= t < vocab]
-        if bad:
-            raise ZooinferError(f"prompt token id {bad[0]!r} is outside the vocabulary [0, {vocab})")
-        if len(token_ids) + params.max_new_tokens > self.max_model_len:
-            raise ZooinferError(f"prompt ({len(token_ids)} tokens) + max_new_tokens ({params.max_new_tokens}) exceeds "
-                                f"the model's context length of {self.max_model_len} tokens")
-        if len(token_ids) + params.max_new_tokens > self.model.kv_cache.num_slots:
-            raise ZooinferError(f"prompt + max_new_tokens needs {len(token_ids) + params.max_new_tokens} KV slots but "
-                                f"the cache holds {self.model.kv_cache.num_slots}; raise kv_cache_tokens")
-        if params.logprobs is not None and params.logprobs > vocab:
-            raise ZooinferError(f"SamplingParams.logprobs={params.logprobs} exceeds the vocabulary size {vocab}")
-        stop_ids = set(params.stop_token_ids)
-        if not params.ignore_eos:
-            stop_ids |= eos_ids(self.config, self.tokenizer)
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        return Request(prompt, token_ids, params, stop_ids, generator)
-
-    def _make_requests(self, prompts, sampling_params, prompt_token_ids) -> list[Request]:
-        if (prompts is None) == (prompt_token_ids is None):
-            raise ZooinferError("pass exactly one of prompts and prompt_token_ids")
-        single = isinstance(prompts, str) or (prompt_token_ids is not None and prompt_token_ids
-                                              and isinstance(prompt_token_ids[0], int))
-        items = [prompts] if isinstance(prompts, str) else prompts
-        ids = [prompt_token_ids] if single and prompt_token_ids is not None else prompt_token_ids
-        n = len(items if items is not None else ids)
-        params = sampling_params if isinstance(sampling_params, list) else [sampling_params or SamplingParams()] * n
-        if not all(isinstance(p, SamplingParams) for p in params):
-            raise ZooinferError(f"sampling_params must be a SamplingParams or a list of them, got {sampling_params!r}")
-        if len(params) != n:
-            raise ZooinferError(f"got {len(params)} SamplingParams for {n} prompts")
-        if items is None:
-            return [self._make_request(None, t, p) for t, p in zip(ids, params)]
-        return [self._make_request(x, None, p) for x, p in zip(items, params)]
-
-    # -- running -----------------------------------------------------------------------------------
+    # -- front-end calls ---------------------------------------------------------------------------
     def generate(self, prompts=None, sampling_params=None, prompt_token_ids=None) -> list[RequestOutput]:
-        """Runs every prompt to completion, batching continuously; outputs come back in input order."""
-        reqs = self._make_requests(prompts, sampling_params, prompt_token_ids)  # all validated before any runs
-        for _ in self._run(reqs):
-            pass
-        return [r.output() for r in reqs]
-
-    def stream(self, prompt=None, sampling_params=None, prompt_token_ids=None) -> Iterator[str]:
-        """Yields one prompt's generated text piece by piece as it comes."""
-        if self.tokenizer is None:
-            raise ZooinferError(f"{self.model_dir} has no tokenizer, so there is no text to stream; use generate()")
-        req = self._make_requests(prompt, [sampling_params or SamplingParams()],
-                                  None if prompt_token_ids is None else [prompt_token_ids])[0]
-        sent = 0
-        for _ in self._run([req]):
-            # hold back a trailing partial UTF-8 character (decoded as U+FFFD) until it completes
-            safe = len(req.text) - (req.text.endswith("\ufffd") and req.finish_reason is None)
-            if safe > sent:
-                yield req.text[sent:safe]
-                sent = safe
-
-    def _run(self, reqs: list[Request]):
-        for req in reqs:
-            self.scheduler.add(req)
+        """Runs every prompt to completion, batching continuously; outputs come back in input order, each with
+        SamplingParams.n samples in `outputs`. Every request is validated before any runs."""
+        items = self._items(prompts, sampling_params, prompt_token_ids)
+        groups = self._add(items)
+        ids = [rid for group in groups for rid in group]
         try:
-            launched = None
-            while any(r.finish_reason is None for r in reqs):
-                batch, sampled = launched or self._launch(*self.scheduler.schedule())
-                # On a GPU, start the next decode step on the tokens still on the device, then read these back
-                # while it runs: the host's bookkeeping hides behind the device's work.
-                launched = self._launch(batch, False, sampled.tokens) if self._can_overlap(batch) else None
-                tokens, logprobs = self.sampler.to_host(sampled, batch)
-                for req, token, lp in zip(batch, tokens, logprobs):
-                    if req.finish_reason is None:  # a request that finished one step ago: its extra token is dropped
-                        self._append(req, token, lp)
-                yield
-        finally:  # an error or an abandoned stream must not leave slots held
-            for req in reqs:
-                self.scheduler.finish(req)
+            self._run_until(lambda: all(self._tracked[r].completion.finish_reason for r in ids))
+            results = [[self._tracked[r] for r in group] for group in groups]
+        finally:
+            self._forget(ids)
+        for tracked in itertools.chain.from_iterable(results):
+            if tracked.error is not None:
+                raise tracked.error
+        return [RequestOutput(item[0], group[0].prompt_token_ids, [t.completion for t in group])
+                for item, group in zip(items, results)]
 
-    def _launch(self, batch: list[Request], is_prefill: bool, next_tokens=None):
-        return batch, self.sampler.sample(self.runner.step(batch, is_prefill, next_tokens), batch)
-
-    def _can_overlap(self, batch: list[Request]) -> bool:
-        """Whether the next step is surely this batch again, one token further, with every input on the device:
-        nobody waiting to be admitted, the same running set, no request that needs its tokens on the host
-        (repetition penalty), and room in every request's budget for the token after the next."""
-        return (self.device.type == "cuda" and not self.scheduler.waiting and batch == self.scheduler.running
-                and all(r.finish_reason is None and r.params.repetition_penalty == 1.0
-                        and len(r.output_ids) + 2 <= r.params.max_new_tokens for r in batch))
-
-    def _append(self, req: Request, token: int, logprob) -> None:
-        req.output_ids.append(token)
-        if logprob is not None:
-            req.logprobs.append(logprob)
-        p = req.params
-        if token in req.stop_ids:
-            req.finish_reason = "stop"
-        elif len(req.output_ids) >= p.max_new_tokens:
-            req.finish_reason = "length"
-        if self.tokenizer is not None:
-            visible = req.output_ids[:-1] if req.finish_reason == "stop" else req.output_ids
-            req.text = self.tokenizer.decode(visible, skip_special_tokens=True)
-            cut = min((i for i in (req.text.find(s) for s in p.stop) if i >= 0), default=-1)
-            if cut >= 0:
-                req.text, req.finish_reason = req.text[:cut], "stop"
-        if req.finish_reason is not None:
-            self.scheduler.finish(req)
+    def chat(self, messages, sampling_params=None) -> list[RequestOutput]:
+        """generate() on conversations ([{"role": ..., "content": ...}, ...], or a list of them) through the
+        tokenizer's chat template, with the assistant's turn opened."""
+        conversations = [messages] if isinstance(messages, list) and messages and isinstance(messages[0], dict) \
+            else messages
+        if not isinstance(conversations, list) or not all(
+                isinstance(c, list) and c and all(isinstance(m, dict) and "role" in m and "content" in m for m in c)
+                for c in conversations):
+            raise ZooinferError("chat() takes a conversation (a list of {'role': ..., 'content': ...} dicts) or a "
+                                f"list of them, got {type(messages).__name__}")
+        return self.generate([self._apply_chat_template(c) for c in conversations], sampling_params)
 
     def chat_prompt(self, message: str) -> str:
         """The tokenizer's chat template applied to one user message, ready for generation."""
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                                  add_generation_prompt=True)
+        return self._apply_chat_template([{"role": "user", "content": message}])
+
+    def _apply_chat_template(self, conversation) -> str:
+        if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
+            raise ZooinferError(f"{self.model_dir} has no chat template; use generate() with a plain prompt")
+        return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+
+    def stream(self, prompt=None, sampling_params=None, prompt_token_ids=None) -> Iterator[str]:
+        """Yields one prompt's generated text piece by piece; it is the same text generate() gives (a piece that
+        may still turn into a stop string is held back). The request starts at the first next() and is
+        dropped when the iterator is closed, garbage-collected or exhausted."""
+        if self.tokenizer is None:
+            raise ZooinferError(f"{self.model_dir} has no tokenizer, so there is no text to stream; use generate()")
+        if prompt is not None and not isinstance(prompt, str) or (
+                prompt_token_ids is not None and not is_token_list(prompt_token_ids)):
+            given = prompt if prompt is not None else prompt_token_ids
+            raise ZooinferError(f"stream() takes one prompt, got {type(given).__name__}"
+                                + (f" of {len(given)}" if isinstance(given, (list, tuple)) else "")
+                                + "; use generate() for several")
+        (item,) = self._items(prompt, sampling_params, prompt_token_ids)
+        if item[2].n != 1:
+            raise ZooinferError(f"stream() gives one sample, got SamplingParams.n={item[2].n}")
+        self.engine.validate_request(*item)  # raise now, not at the first next()
+        return self._stream(item)
+
+    def _stream(self, item) -> Iterator[str]:
+        (rid,), sent = self._add([item])[0], 0
+        try:
+            tracked = self._tracked[rid]
+            while True:
+                self._run_until(lambda: len(tracked.completion.text) > sent or tracked.completion.finish_reason)
+                text = tracked.completion.text
+                if len(text) > sent:
+                    yield text[sent:]
+                    sent = len(text)
+                if tracked.error is not None:
+                    raise tracked.error
+                if tracked.completion.finish_reason:
+                    return
+        finally:  # closed, collected or done: the request must not hold the engine
+            self._forget([rid], wait=False)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _items(self, prompts, sampling_params, prompt_token_ids) -> list[tuple]:
+        """[(prompt text or None, token ids or None, params)], one per prompt, checked for shape."""
+        if (prompts is None) == (prompt_token_ids is None):
+            raise ZooinferError("pass exactly one of prompts and prompt_token_ids")
+        if prompts is not None:
+            if isinstance(prompts, str):
+                prompts = [prompts]
+            elif not isinstance(prompts, (list, tuple)):
+                raise ZooinferError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}")
+            entries = [(check_text(p), None) for p in prompts]
+        else:
+            if is_token_list(prompt_token_ids):
+                prompt_token_ids = [prompt_token_ids]
+            elif not (isinstance(prompt_token_ids, (list, tuple)) or getattr(prompt_token_ids, "ndim", 0) == 2):
+                raise ZooinferError("prompt_token_ids must be a list of token ids or a list of such lists, got "
+                                    f"{type(prompt_token_ids).__name__}")
+            entries = [(None, ids) for ids in prompt_token_ids]
+        if isinstance(sampling_params, (list, tuple)):
+            params = list(sampling_params)
+        else:
+            params = [SamplingParams() if sampling_params is None else sampling_params] * len(entries)
+        if not all(isinstance(p, SamplingParams) for p in params):
+            raise ZooinferError(f"sampling_params must be a SamplingParams or a list of them, got {sampling_params!r}")
+        if len(params) != len(entries):
+            raise ZooinferError(f"got {len(params)} SamplingParams for {len(entries)} prompts")
+        return [(text, ids, p) for (text, ids), p in zip(entries, params)]
+
+    def _add(self, items) -> list[list[str]]:
+        """Adds every item's samples to the engine (all or none); returns the request ids, per item."""
+        groups, added = [], []
+        with self._lock:
+            try:
+                for text, ids, params in items:
+                    params.validate()
+                    group = []
+                    for j, sample in enumerate(params.samples()):
+                        rid = f"llm-{next(self._ids)}"
+                        self.engine.add_request(rid, text, sample, prompt_token_ids=ids)
+                        added.append(rid)
+                        self._tracked[rid] = _Tracked(CompletionOutput(j))
+                        group.append(rid)
+                    groups.append(group)
+            except BaseException:
+                for rid in added:
+                    self.engine.abort(rid)
+                    self._tracked.pop(rid, None)
+                raise
+        return groups
+
+    def _run_until(self, done) -> None:
+        while True:
+            with self._lock:
+                while self._abandoned:
+                    rid = self._abandoned.pop()
+                    self.engine.abort(rid)
+                    self._tracked.pop(rid, None)
+                if done():
+                    return
+                if not self.engine.has_unfinished():
+                    raise RuntimeError("the engine has nothing left to run, yet a request has not finished")
+                for out in self.engine.step():
+                    self._file(out)
+
+    def _file(self, out: StepOutput) -> None:
+        tracked = self._tracked.get(out.request_id)
+        if tracked is None:  # dropped by its caller
+            return
+        tracked.completion.add(out)
+        tracked.prompt_token_ids = out.prompt_token_ids
+        if out.error is not None:
+            tracked.error = out.error
+
+    def _forget(self, ids: list[str], wait: bool = True) -> None:
+        """Aborts whatever of ids still runs. Without wait (a stream being collected, perhaps inside a step on
+        this very thread) it never blocks: a busy engine gets the ids to abort before its next step."""
+        if not self._lock.acquire(blocking=wait):
+            self._abandoned.extend(ids)
+            return
+        try:
+            for rid in ids:
+                self.engine.abort(rid)
+                self._tracked.pop(rid, None)
+        finally:
+            self._lock.release()

@@ -1,8 +1,9 @@
-"""Turns a scheduled batch into model input (allocating its KV slots) and runs the model on it.
+"""Turns a scheduled batch into model input and runs the model on it.
 
 A step's integer inputs travel to the device as one packed int32 tensor (one transfer, not seven); the
 ModelInput fields are views into it. A decode step that fits a CUDA-graph bucket is padded on the host
-and handed to the graph runner, which copies the packed tensor into its static buffer in one go."""
+and handed to the graph runner, which copies the packed tensor into its static buffer in one go.
+The scheduler has already given every new token its pool slot (Request.slot_ids)."""
 from __future__ import annotations
 
 import torch
@@ -10,7 +11,6 @@ import torch
 from zooinfer.basemodel import ModelInput
 
 from .request import Request
-from .scheduler import Scheduler
 
 TOKEN_FIELDS = ("input_ids", "mem_index", "position_ids")  # one entry per new token
 REQUEST_FIELDS = ("b_req_idx", "b_seq_len", "b_ready_cache_len", "b_start_loc")  # one entry per request
@@ -24,26 +24,26 @@ def unpack(packed: torch.Tensor, n_tokens: int, n_reqs: int, is_prefill: bool, m
 
 
 class ModelRunner:
-    def __init__(self, model, scheduler: Scheduler, graphs=None):
+    def __init__(self, model, graphs=None):
         self.model = model
-        self.scheduler = scheduler
         self.graphs = graphs  # a CudaGraphRunner for decode steps, or None to run every step eagerly
         self.device = model.device
         self._staging = [torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32)]
 
     def _pack(self, batch: list[Request], is_prefill: bool, pad_to: int | None):
         """The step's fields as one host int32 tensor (token fields, then request fields), and its sizes."""
-        ids, positions, seq_lens, ready, starts = [], [], [], [], []
+        ids, slots, positions, seq_lens, ready, starts = [], [], [], [], [], []
         for req in batch:
-            # a decode step's token is the last one known, or a placeholder that next_tokens overwrites
-            new = req.all_ids[req.cached_len:] if is_prefill else req.all_ids[-1:]
+            start = req.cached_len
+            # a prefill computes the request's next chunk; a decode step's token is the last one known, or a
+            # placeholder that next_tokens overwrites
+            new = req.all_ids[start:start + req.chunk] if is_prefill else req.all_ids[-1:]
             starts.append(len(ids))
             ids += new
-            positions += range(req.cached_len, req.cached_len + len(new))
-            ready.append(req.cached_len)
-            seq_lens.append(req.cached_len + len(new))
-        slots = torch.cat([self.scheduler.allocate(req, seq - cached)
-                           for req, seq, cached in zip(batch, seq_lens, ready)]).tolist()
+            slots += req.slot_ids[start:start + len(new)]
+            positions += range(start, start + len(new))
+            ready.append(start)
+            seq_lens.append(start + len(new))
         rows = [r.row for r in batch]
         max_new_len, max_len = max(s - c for s, c in zip(seq_lens, ready)), max(seq_lens)
         if pad_to is not None:  # padded decode rows: length 0, writing the pool's spare slot and table row
@@ -71,7 +71,7 @@ class ModelRunner:
         return unpack(packed.to(self.device, non_blocking=True), n_tokens, n_reqs, is_prefill, max_new_len, max_len)
 
     def step(self, batch: list[Request], is_prefill: bool, next_tokens: torch.Tensor | None = None) -> torch.Tensor:
-        """Runs one step and returns the float32 logits of each request's last token [len(batch), V].
+        """Runs one step and returns the float32 logits of each request's last new token [len(batch), V].
 
         next_tokens: a decode step's input tokens still on the device (sampled by the step before, not yet
         read back): the step is launched without waiting for them to reach the host."""
@@ -86,5 +86,6 @@ class ModelRunner:
             packed, *_ = self._pack(batch, is_prefill, bucket[0])
             logits = self.graphs.replay(bucket, packed, next_tokens)[:len(batch)]
         for req in batch:  # the step's tokens now have their keys and values in the pool
-            req.cached_len = len(req.all_ids) if is_prefill else req.cached_len + 1
+            req.cached_len += req.chunk if is_prefill else 1
+            req.chunk = 0
         return logits

@@ -1,57 +1,47 @@
+"""One request's life in the engine (nano-vllm's Sequence): its tokens, KV slots, table row and text."""
 from __future__ import annotations
-
-import itertools
-from dataclasses import dataclass
 
 import torch
 
+from .detokenizer import Detokenizer
 from .sampling_params import SamplingParams
-
-_ids = itertools.count()
-
-
-@dataclass
-class RequestOutput:
-    prompt: str | None
-    prompt_token_ids: list[int]
-    text: str
-    token_ids: list[int]
-    logprobs: list[dict[int, float]] | None
-    finish_reason: str | None  # "stop" (eos, stop token or string), "length", or None while running
 
 
 class Request:
-    """One prompt's life in the engine: its tokens, its KV slots and table row, and why it finished."""
-
-    def __init__(self, prompt: str | None, prompt_token_ids: list[int], params: SamplingParams,
-                 stop_ids: set[int], generator: torch.Generator | None):
-        self.id = next(_ids)
-        self.prompt = prompt
+    def __init__(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams, stop_ids: set[int],
+                 generator: torch.Generator | None, detokenizer: Detokenizer | None):
+        self.request_id = request_id
         self.prompt_token_ids = list(prompt_token_ids)
         self.params = params
         self.stop_ids = stop_ids
-        self.generator = generator
+        self.generator = generator  # kept across preemption, so a seeded request draws the same numbers
+        self.detokenizer = detokenizer
         self.output_ids: list[int] = []
-        self.logprobs: list[dict[int, float]] | None = [] if params.logprobs is not None else None
-        self.text = ""
         self.finish_reason: str | None = None
-        self.row: int | None = None       # request-to-token table row while admitted
-        self.slots: list[torch.Tensor] = []  # host copies of its pool slots, freed on finish
-        self.cached_len = 0               # tokens whose keys and values are in the pool
+        self.sent_tokens = self.sent_text = 0  # how much of the output earlier step outputs carried
+        self.sent_logprobs: list[dict[int, float]] | None = [] if params.logprobs is not None else None
+        # KV state, valid while running (see KVManager)
+        self.row: int | None = None      # request-to-token table row
+        self.slot_ids: list[int] = []    # pool slot of each position, host mirror of the table row
+        self.cached_len = 0              # positions whose keys and values are in the pool (or being written)
+        self.prefix_len = 0              # leading positions whose slots the prefix cache owns
+        self.prefix_node = None          # the prefix-cache node this request holds a reference on
+        self.chunk = 0                   # prompt tokens this prefill step computes
+        self.preemptions = 0
 
     @property
     def all_ids(self) -> list[int]:
         return self.prompt_token_ids + self.output_ids
 
     @property
-    def kv_budget(self) -> int:
-        """Slots this request may need in all: reserved at admission so a running request never stalls."""
-        return len(self.prompt_token_ids) + self.params.max_new_tokens
+    def num_tokens(self) -> int:
+        return len(self.prompt_token_ids) + len(self.output_ids)
 
     @property
-    def allocated(self) -> int:
-        return sum(s.numel() for s in self.slots)
+    def prefilled(self) -> bool:
+        """Whether every known token but the last is in the pool (so the next step is a decode)."""
+        return self.row is not None and self.cached_len >= self.num_tokens - 1
 
-    def output(self) -> RequestOutput:
-        return RequestOutput(self.prompt, self.prompt_token_ids, self.text, list(self.output_ids),
-                             self.logprobs, self.finish_reason)
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None

@@ -18,9 +18,13 @@ class Sampled:
 
 
 class Sampler:
-    def __init__(self, device: torch.device, seed: int):
+    def __init__(self, device: torch.device, seed: int | None):
         self.device = device
-        self.generator = torch.Generator(device=device).manual_seed(seed)  # for requests without a seed
+        self.generator = torch.Generator(device=device)  # for requests without a seed: OS entropy unless seeded
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
 
     def sample(self, logits: torch.Tensor, reqs: list[Request]) -> Sampled:
         """logits [B, V] float32 -> the chosen tokens (and logprobs), still on the device."""
@@ -32,16 +36,22 @@ class Sampler:
         return Sampled(tokens, self._logprobs(logits, tokens, reqs))
 
     def _penalize(self, logits, reqs):
-        """transformers' rule: a seen token's logit is divided by the penalty when positive, else multiplied."""
-        rows = [i for i, r in enumerate(reqs) if r.params.repetition_penalty != 1.0]
+        """transformers' repetition penalty (a seen token's logit divided by it when positive, else multiplied),
+        then OpenAI's presence and frequency penalties over the generated tokens."""
+        rows = [i for i, r in enumerate(reqs) if r.params.needs_output_ids_on_device]
         if not rows:
             return logits
         logits = logits.clone()
         for i in rows:
-            seen = torch.tensor(sorted(set(reqs[i].all_ids)), device=logits.device)
-            penalty = reqs[i].params.repetition_penalty
-            picked = logits[i, seen]
-            logits[i, seen] = torch.where(picked > 0, picked / penalty, picked * penalty)
+            p, req = reqs[i].params, reqs[i]
+            if p.repetition_penalty != 1.0:
+                seen = torch.tensor(sorted(set(req.all_ids)), device=logits.device)
+                picked = logits[i, seen]
+                logits[i, seen] = torch.where(picked > 0, picked / p.repetition_penalty, picked * p.repetition_penalty)
+            if (p.presence_penalty or p.frequency_penalty) and req.output_ids:
+                counts = torch.bincount(torch.tensor(req.output_ids, device=logits.device),
+                                        minlength=logits.shape[-1])[:logits.shape[-1]].to(logits.dtype)
+                logits[i] -= p.presence_penalty * (counts > 0).to(logits.dtype) + p.frequency_penalty * counts
         return logits
 
     def _sample(self, logits, reqs):

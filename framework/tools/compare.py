@@ -38,14 +38,16 @@ def _sync(device: torch.device):
 def zooinfer_greedy(model, prompts: list[list[int]], steps: int) -> SideRun:
     """Greedy decoding of `prompts` on a TpPartBaseModel: one batched prefill, then steps - 1 decode steps."""
     from zooinfer import SamplingParams
+    from zooinfer.engine.kv_manager import KVManager
     from zooinfer.engine.model_runner import ModelRunner
     from zooinfer.engine.request import Request
     from zooinfer.engine.scheduler import Scheduler
 
     # Own scheduler, sized so that the whole batch is admitted and prefilled in one step.
-    scheduler = Scheduler(model.kv_cache, len(prompts), sum(map(len, prompts)))
-    runner = ModelRunner(model, scheduler)
-    reqs = [Request(None, p, SamplingParams(max_new_tokens=steps), set(), None) for p in prompts]
+    scheduler = Scheduler(KVManager(model.kv_cache, False), len(prompts), sum(map(len, prompts)), False)
+    runner = ModelRunner(model)
+    reqs = [Request(str(i), p, SamplingParams(max_new_tokens=steps), set(), None, None)
+            for i, p in enumerate(prompts)]
     run = SideRun()
     for req in reqs:
         scheduler.add(req)
@@ -66,7 +68,7 @@ def zooinfer_greedy(model, prompts: list[list[int]], steps: int) -> SideRun:
                 req.output_ids.append(token)
     finally:
         for req in reqs:
-            scheduler.finish(req)
+            scheduler.finish(req, cache=False)
     return run
 
 

@@ -40,3 +40,6 @@ class LlamaTpPartModel(TpPartBaseModel):
 
     def supports_cuda_graph(self) -> bool:
         return not self.rotary.length_dependent  # their frequencies change on the host between steps
+
+    def supports_prefix_caching(self) -> bool:
+        return not self.rotary.length_dependent  # their frequencies follow the length of the step
