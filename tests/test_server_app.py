@@ -140,3 +140,25 @@ def test_a_failing_step_fails_its_request_and_the_server_goes_on(engine, monkeyp
         r = complete(client, max_tokens=4)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4
     assert_idle(engine)
+
+
+def test_an_error_in_one_request_fails_only_that_request(engine, monkeypatch):
+    append = engine._append
+
+    def fail_prompt_4(req, token, logprob):  # the engine's own path for a request that fails alone
+        if req.prompt_token_ids[0] == 4:
+            return engine._finish(req, "error", RuntimeError("injected request fault"))
+        return append(req, token, logprob)
+
+    monkeypatch.setattr(engine, "_append", fail_prompt_4)
+    with serve(engine) as client:
+        answers = {}
+        threads = [threading.Thread(target=lambda p=p: answers.update({p[0]: complete(client, prompt=p)}))
+                   for p in ([1, 2, 3], [4, 5, 6])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert answers[4].status_code == 500 and "injected request fault" in answers[4].json()["error"]["message"]
+        assert answers[1].status_code == 200 and answers[1].json()["usage"]["completion_tokens"] == 3
+    assert_idle(engine)

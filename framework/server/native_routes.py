@@ -16,8 +16,8 @@ async def _start(body: GenerateRequest, request: Request):
     state = state_of(request)
     prompt = state.encode(body.inputs, "inputs")
     answer_id = uuid.uuid4().hex
-    calls = [EngineCall(f"{answer_id}-{c}", prompt, body.parameters.sampling_params(c))
-             for c in range(body.parameters.n)]
+    calls = [EngineCall(f"{answer_id}-{c}", prompt, params)
+             for c, params in enumerate(body.parameters.sampling_params().samples())]
     return state, prompt, await submit(request, calls)
 
 

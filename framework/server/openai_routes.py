@@ -61,8 +61,9 @@ async def completions(body: CompletionRequest, request: Request):
     state.check_model(body.model)
     answer_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     prompts = [state.encode(p, "prompt") for p in body.prompts()]
-    calls = [EngineCall(f"{answer_id}-{i * body.n + c}", ids, body.sampling_params(body.max_tokens, body.logprobs, c))
-             for i, ids in enumerate(prompts) for c in range(body.n)]
+    samples = body.sampling_params(body.max_tokens, body.logprobs).samples()
+    calls = [EngineCall(f"{answer_id}-{i * body.n + c}", ids, params)
+             for i, ids in enumerate(prompts) for c, params in enumerate(samples)]
     group = await submit(request, calls)
     prompt_tokens = sum(len(ids) for ids in prompts)
     choices = _Choices(len(calls))
@@ -125,8 +126,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     if max_new_tokens < 1:
         raise APIError(400, f"the messages take {len(prompt)} tokens, which leaves no room in the model's context "
                             f"length of {state.max_model_len} tokens", param="messages")
-    calls = [EngineCall(f"{answer_id}-{c}", prompt, body.sampling_params(max_new_tokens, body.logprobs_count, c))
-             for c in range(body.n)]
+    calls = [EngineCall(f"{answer_id}-{c}", prompt, params)
+             for c, params in enumerate(body.sampling_params(max_new_tokens, body.logprobs_count).samples())]
     group = await submit(request, calls)
     choices = _Choices(body.n)
     head = {"id": answer_id, "object": "chat.completion", "created": created, "model": state.model_name}

@@ -44,13 +44,13 @@ class _OpenAISampling(_Body):
             raise ValueError("stop must be at most 16 non-empty strings")
         return stops
 
-    def sampling_params(self, max_new_tokens: int, logprobs: int | None, choice: int) -> SamplingParams:
-        """Choice i of n samples with seed + i, so that a seeded request's n choices differ yet repeat exactly."""
+    def sampling_params(self, max_new_tokens: int, logprobs: int | None) -> SamplingParams:
+        """The request's params for all n choices; .samples() splits them (choice j of a seeded request: seed + j)."""
         return SamplingParams(
             max_new_tokens=max_new_tokens, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             repetition_penalty=self.repetition_penalty, presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty, stop=list(self.stop or []), ignore_eos=self.ignore_eos,
-            seed=None if self.seed is None else self.seed + choice, logprobs=logprobs)
+            seed=self.seed, logprobs=logprobs, n=self.n)
 
 
 class CompletionRequest(_OpenAISampling):
@@ -146,14 +146,14 @@ class GenerateParameters(BaseModel):
     best_of: int | None = None
     return_details: bool = False
 
-    def sampling_params(self, choice: int) -> SamplingParams:
+    def sampling_params(self) -> SamplingParams:
         stop = self.stop_sequences
         return SamplingParams(
             max_new_tokens=self.max_new_tokens, temperature=self.temperature if self.do_sample else 0.0,
             top_k=max(self.top_k, 0), top_p=self.top_p, repetition_penalty=self.repetition_penalty,
             presence_penalty=self.presence_penalty, frequency_penalty=self.frequency_penalty,
             stop=[stop] if isinstance(stop, str) else list(stop or []), ignore_eos=self.ignore_eos,
-            seed=None if self.seed is None else self.seed + choice, logprobs=0 if self.return_details else None)
+            seed=self.seed, logprobs=0 if self.return_details else None, n=self.n)
 
 
 class GenerateRequest(BaseModel):
