@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from server_process import ServerProcess
 from zooinfer import LLM, SamplingParams
+from zooinfer.server.process import ServerProcess
 
 KEY = "test-key"
 NAME = "smol"
@@ -22,7 +22,8 @@ KV_TOKENS = "8192"
 @pytest.fixture(scope="module")
 def live():
     """The server, and the offline LLM (loaded while the server starts)."""
-    proc = ServerProcess("--api-key", KEY, "--served-model-name", NAME, "--kv-cache-tokens", KV_TOKENS, wait=False)
+    proc = ServerProcess("--api-key", KEY, "--served-model-name", NAME, "--kv-cache-tokens", KV_TOKENS,
+                         env={"OMP_NUM_THREADS": "1"}, wait=False)
     try:
         llm = LLM(kv_cache_tokens=int(KV_TOKENS))
         proc.wait_healthy()
