@@ -151,6 +151,12 @@ def test_bad_fields_get_openai_errors(client, kwargs, status, param, words):
     assert err.value.body["param"] == param and words in err.value.body["message"]
 
 
+def test_chat_over_the_context_gets_a_400(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi " * 9000}])
+    assert err.value.body["param"] == "messages" and "context length 8192" in err.value.body["message"]
+
+
 def test_malformed_json_and_api_keys(server, client):
     url = f"{server.url}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
@@ -168,7 +174,8 @@ def test_clients_that_disconnect_free_their_slots(server):
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.stream("POST", f"{server.url}/v1/completions", json={**body, "stream": True}, headers=headers,
                       timeout=60) as r:
-        next(line for line in r.iter_lines() if line.startswith("data:"))  # it runs
+        lines = r.iter_lines()  # held: dropping the last reference to it would close the response
+        next(line for line in lines if line.startswith("data:"))  # it runs
         server.wait_for_metric("zooinfer_requests_running", 1)
     server.wait_for_metric("zooinfer_requests_running", 0)
     server.wait_for_metric("zooinfer_kv_cache_usage_ratio", 0)

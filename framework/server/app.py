@@ -5,7 +5,7 @@ import contextlib
 import logging
 import secrets
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -17,7 +17,6 @@ from .metrics import ServerMetrics
 from .serving import APIError, ClientGone, ServerState
 
 log = logging.getLogger("zooinfer.server")
-_OPEN_PATHS = ("/health", "/metrics")  # readable without the API key, for load balancers and scrapers
 
 
 def create_app(engine, model_name: str, api_key: str | None = None, max_waiting: int | None = None) -> FastAPI:
@@ -33,20 +32,17 @@ def create_app(engine, model_name: str, api_key: str | None = None, max_waiting:
         finally:
             engine_loop.stop()
 
+    def check_api_key(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if api_key is not None and not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            raise APIError(401, "a missing or wrong API key (send 'Authorization: Bearer KEY')", code="invalid_api_key")
+
     app = FastAPI(title="zooinfer", lifespan=lifespan)
     app.state.zooinfer = ServerState(engine_loop, model_name, api_key)
-    app.include_router(openai_routes.router)
-    app.include_router(native_routes.router)
+    # /health and /metrics stay open for load balancers and scrapers
+    app.include_router(openai_routes.router, dependencies=[Depends(check_api_key)])
+    app.include_router(native_routes.router, dependencies=[Depends(check_api_key)])
     _add_error_handlers(app)
-
-    @app.middleware("http")
-    async def check_api_key(request: Request, call_next):
-        if api_key is not None and request.url.path not in _OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return _error(APIError(401, "a missing or wrong API key (send 'Authorization: Bearer KEY')",
-                                       code="invalid_api_key"))
-        return await call_next(request)
 
     @app.get("/health")
     async def health():

@@ -110,7 +110,11 @@ class EngineLoop:
         group = RequestGroup(self, [c.request_id for c in calls])
         done = concurrent.futures.Future()
         self._inbox.put(("add", calls, group, done))
-        await asyncio.wrap_future(done)
+        try:
+            await asyncio.wrap_future(done)
+        except asyncio.CancelledError:  # the client left while the engine thread was adding: drop what it added
+            group.close()
+            raise
         return group
 
     def abort(self, request_id: str) -> None:
@@ -136,6 +140,7 @@ class EngineLoop:
             return
         if command[0] == "abort":
             if self._tracked.pop(command[1], None) is not None:
+                log.debug("aborting request %s", command[1])
                 self.engine.abort(command[1])
             return
         _, calls, group, done = command

@@ -122,10 +122,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     state.check_model(body.model)
     answer_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     prompt = _chat_prompt(state, body)
-    max_new_tokens = body.max_new_tokens or state.max_model_len - len(prompt)
+    max_new_tokens = body.max_new_tokens or state.max_request_tokens - len(prompt)  # by default: all the room left
     if max_new_tokens < 1:
-        raise APIError(400, f"the messages take {len(prompt)} tokens, which leaves no room in the model's context "
-                            f"length of {state.max_model_len} tokens", param="messages")
+        raise APIError(400, f"the messages take {len(prompt)} tokens, which leaves no room in the "
+                            f"{state.max_request_tokens} tokens a request can hold (context length "
+                            f"{state.max_model_len})", param="messages")
     calls = [EngineCall(f"{answer_id}-{c}", prompt, params)
              for c, params in enumerate(body.sampling_params(max_new_tokens, body.logprobs_count).samples())]
     group = await submit(request, calls)

@@ -39,11 +39,14 @@ class ServerState:
     api_key: str | None = None
     tokenizer: object = field(init=False)
     max_model_len: int = field(init=False)
+    max_request_tokens: int = field(init=False)  # prompt + generated tokens that one request can hold
     special_ids: set[int] = field(init=False)
 
     def __post_init__(self):
-        self.tokenizer = self.engine_loop.engine.tokenizer
-        self.max_model_len = self.engine_loop.engine.max_model_len
+        engine = self.engine_loop.engine
+        self.tokenizer = engine.tokenizer
+        self.max_model_len = engine.max_model_len
+        self.max_request_tokens = min(self.max_model_len, engine.get_stats()["kv_cache"]["slots"])
         self.special_ids = set(self.tokenizer.all_special_ids) if self.tokenizer is not None else set()
 
     def check_model(self, name: str) -> None:
