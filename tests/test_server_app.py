@@ -162,3 +162,23 @@ def test_an_error_in_one_request_fails_only_that_request(engine, monkeypatch):
         assert answers[4].status_code == 500 and "injected request fault" in answers[4].json()["error"]["message"]
         assert answers[1].status_code == 200 and answers[1].json()["usage"]["completion_tokens"] == 3
     assert_idle(engine)
+
+
+def test_a_fault_in_the_loop_fails_the_requests_in_flight_and_the_loop_goes_on(engine, monkeypatch):
+    client = serve(engine)  # reads the engine's stats once, before the fault is armed
+    stats, calls = engine.get_stats, []
+
+    def fail_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected loop fault")
+        return stats()
+
+    monkeypatch.setattr(engine, "get_stats", fail_once)
+    with client:
+        r = complete(client)
+        assert r.status_code == 500 and "injected loop fault" in r.json()["error"]["message"]
+        assert client.get("/health").status_code == 200
+        assert complete(client).status_code == 200
+    monkeypatch.undo()
+    assert_idle(engine)

@@ -123,17 +123,25 @@ class EngineLoop:
     # -- the engine thread -------------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._handle(self._inbox.get())  # blocks while there is nothing to do
-            while not self._inbox.empty():
-                self._handle(self._inbox.get_nowait())
-            while self.engine.has_unfinished() and not self._stopping.is_set():
-                self._step()
+            try:
+                self._handle(self._inbox.get())  # blocks while there is nothing to do
                 while not self._inbox.empty():
                     self._handle(self._inbox.get_nowait())
-            self._refresh_stats()
+                while self.engine.has_unfinished() and not self._stopping.is_set():
+                    self._step()
+                    while not self._inbox.empty():
+                        self._handle(self._inbox.get_nowait())
+                self._refresh_stats()
+            except Exception as exc:  # a fault outside any one request: fail those in flight rather than hang them
+                log.exception("the engine loop failed")
+                self._fail_all(f"the server failed: {exc}")
+        self._fail_all("the server is shutting down")
+
+    def _fail_all(self, message: str) -> None:
         for request_id, tracked in list(self._tracked.items()):
             self.engine.abort(request_id)
-            tracked.group.put(RequestFailed("the server is shutting down"))
+            tracked.group.put(RequestFailed(message))
+        self._tracked.clear()
 
     def _handle(self, command) -> None:
         if command is None:
@@ -167,10 +175,7 @@ class EngineLoop:
             outputs = self.engine.step()
         except Exception as exc:  # the engine could not run this step: fail what was in it, keep serving
             log.exception("engine step failed")
-            for request_id, tracked in list(self._tracked.items()):
-                self.engine.abort(request_id)
-                tracked.group.put(RequestFailed(f"the engine failed: {exc}"))
-            self._tracked.clear()
+            self._fail_all(f"the engine failed: {exc}")
             return
         now = time.perf_counter()
         for out in outputs:
