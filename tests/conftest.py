@@ -55,3 +55,29 @@ def torch_single_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_text_dir(tmp_path_factory):
+    """A tiny random llama with a byte-level tokenizer of 256 tokens (one per byte, no merges; a multi-byte
+    character spans tokens) and a chat template: text in and out on a model that takes milliseconds."""
+    from hf_reference import save_random_model
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    out = tmp_path_factory.mktemp("tiny-llama-text")
+    save_random_model(LlamaConfig(**{**TINY_LLAMA, "vocab_size": 256, "eos_token_id": 0}), out, seed=1)
+    byte_chars = bytes_to_unicode()
+    tok = Tokenizer(models.BPE(vocab={byte_chars[b]: b for b in range(256)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=byte_chars[0])
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    return out

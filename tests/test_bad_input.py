@@ -358,3 +358,87 @@ def test_invalid_gpu_memory_fraction(tiny_llama_dir, fraction):
     with pytest.raises(ZooinferError) as exc:
         LLM(str(tiny_llama_dir), gpu_memory_fraction=fraction)
     one_line(exc, "gpu_memory_fraction", fraction)
+
+
+# -- types where values enter ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def text_llm(tiny_llama_text_dir):
+    return LLM(str(tiny_llama_text_dir))
+
+
+@pytest.mark.parametrize("prompts, culprit", [
+    (5, "int"), (b"hi", "bytes"), ((p for p in ["a"]), "generator"), ({"a"}, "set"), ({"a": 1}, "dict"),
+    (["ok", 7], "int"), ("bad \ud800 text", "surrogate"), (["ok", "\udfff"], "surrogate"),
+])
+def test_prompts_of_the_wrong_type(text_llm, prompts, culprit):
+    with pytest.raises(ZooinferError) as exc:
+        text_llm.generate(prompts, GOOD)
+    one_line(exc, culprit)
+    assert not text_llm.engine.requests
+
+
+@pytest.mark.parametrize("ids, culprit", [([1, 2.0, 3], "2.0"), ([1, True], "bool"), ("123", "str"),
+                                          ("float tensor", "float"), ("bool tensor", "bool")])
+def test_token_ids_of_the_wrong_type(llm, assert_still_works, ids, culprit):
+    import torch
+    if isinstance(ids, str) and ids.endswith("tensor"):
+        ids = torch.tensor([1.0, 2.0]) if ids.startswith("float") else torch.tensor([True])
+    with pytest.raises(ZooinferError) as exc:
+        llm.generate(prompt_token_ids=[ids], sampling_params=GOOD)
+    one_line(exc, culprit)
+    assert_still_works()
+
+
+def test_integer_tensors_and_arrays_are_accepted(llm, reference):
+    import numpy as np
+    import torch
+    for ids in (torch.tensor(GOOD_PROMPT), torch.tensor(GOOD_PROMPT, dtype=torch.int32), np.array(GOOD_PROMPT),
+                tuple(GOOD_PROMPT)):
+        assert llm.generate(prompt_token_ids=ids, sampling_params=GOOD)[0].token_ids == reference[0]
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"seed": 2**64}, "seed"), ({"seed": -2**63 - 1}, "seed"), ({"seed": 2**64 - 2, "n": 3}, "seed"),
+    ({"presence_penalty": 2.5}, "presence_penalty"), ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"n": 0}, "n"), ({"stop_token_ids": "5"}, "stop_token_ids"), ({"stop": 3}, "stop"),
+    ({"ignore_eos": "yes"}, "ignore_eos"),
+])
+def test_more_invalid_sampling_params(kwargs, field):
+    with pytest.raises(ZooinferError) as exc:
+        SamplingParams(**kwargs)
+    one_line(exc, f"SamplingParams.{field}")
+
+
+def test_one_stop_token_id_is_a_list_of_one():
+    assert SamplingParams(stop_token_ids=5).stop_token_ids == [5]
+    assert SamplingParams(seed=2**64 - 1).seed == 2**64 - 1
+
+
+def test_stream_takes_one_prompt(text_llm):
+    with pytest.raises(ZooinferError) as exc:
+        text_llm.stream(["a", "b"])
+    one_line(exc, "one prompt", "list of 2", "generate()")
+    with pytest.raises(ZooinferError) as exc:
+        text_llm.stream("a", SamplingParams(n=2))
+    one_line(exc, "n=2")
+    assert not text_llm.engine.requests
+
+
+@pytest.mark.parametrize("kwargs, culprit", [({"tensor_parallel_size": 2}, "tensor_parallel_size=2"),
+                                             ({"seed": 2**70}, "seed"),
+                                             ({"enable_prefix_caching": "no"}, "enable_prefix_caching")])
+def test_engine_arguments(tiny_llama_dir, kwargs, culprit):
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tiny_llama_dir), **kwargs)
+    one_line(exc, culprit)
+
+
+def test_engine_request_ids(tiny_llama_dir):
+    from zooinfer.engine import LLMEngine
+    engine = LLMEngine(str(tiny_llama_dir))
+    engine.add_request("a", prompt_token_ids=[1, 2], params=GOOD)
+    for bad in ("a", 3):
+        with pytest.raises(ZooinferError) as exc:
+            engine.add_request(bad, prompt_token_ids=[1, 2], params=GOOD)
+        one_line(exc, repr(bad))
+    assert list(engine.requests) == ["a"]

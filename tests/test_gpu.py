@@ -77,3 +77,16 @@ def test_too_little_memory_fails_at_start_with_advice(checkpoint):
     with pytest.raises(ZooinferError, match="max_model_len") as exc:
         LLM(str(checkpoint), device="cuda", dtype="bfloat16", gpu_memory_fraction=0.0001)
     assert "\n" not in str(exc.value) and "gpu_memory_fraction" in str(exc.value)
+
+
+def test_preemption_and_prefix_caching_keep_graphed_outputs(checkpoint):
+    """A pool too small for the batch (preemption), a shared prefix (cache hits) and chunked prefill, with CUDA
+    graphs and the overlapped decode: the tokens of a roomy eager engine without any of them."""
+    prompts = PROMPTS[:3] + [PROMPTS[2][:100] + [7, 8]]
+    plain = LLM(str(checkpoint), device="cuda", dtype="bfloat16", enforce_eager=True, kv_cache_tokens=8192,
+                enable_prefix_caching=False).generate(prompt_token_ids=prompts, sampling_params=PARAMS)
+    tight = LLM(str(checkpoint), device="cuda", dtype="bfloat16", kv_cache_tokens=200, max_prefill_tokens=64)
+    assert_same_until_near_tie(plain, tight.generate(prompt_token_ids=prompts, sampling_params=PARAMS))
+    stats = tight.get_stats()
+    assert stats["preemptions"] > 0 and stats["prefix_cache"]["hit_tokens"] > 0
+    assert stats["cuda_graph"]["replays"] > 0

@@ -49,3 +49,22 @@ def test_stream_yields_the_same_text(smol):
     prompt = llm.chat_prompt(QUESTIONS[1])
     params = SamplingParams(max_new_tokens=20, temperature=0)
     assert "".join(llm.stream(prompt, params)) == llm.generate(prompt, params)[0].text
+
+
+def test_stream_and_generate_agree_on_stop_strings(smol):
+    """A stop string spanning tokens: nothing of it leaks into a stream before it is complete."""
+    llm, _ = smol
+    prompt = llm.chat_prompt("What is the capital of France?")
+    full = llm.generate(prompt, SamplingParams(max_new_tokens=32, temperature=0))[0].text
+    for stop in (" Paris.", "Paris", "capital of", full[5:9]):
+        params = SamplingParams(max_new_tokens=32, temperature=0, stop=[stop])
+        out = llm.generate(prompt, params)[0]
+        assert "".join(llm.stream(prompt, params)) == out.text == full[:full.find(stop)]
+
+
+def test_chat_on_the_real_template(smol):
+    llm, _ = smol
+    params = SamplingParams(max_new_tokens=32, temperature=0)
+    (out,) = llm.chat([{"role": "user", "content": "What is the capital of France?"}], params)
+    assert out.text == llm.generate(llm.chat_prompt("What is the capital of France?"), params)[0].text
+    assert "Paris" in out.text

@@ -38,19 +38,25 @@ class KVManager:
         slots, node = self.prefix_cache.match(req.all_ids[:-1])
         self.prefix_cache.lock(node)
         req.prefix_node, req.prefix_len, req.slot_ids, req.cached_len = node, len(slots), slots, len(slots)
-        if req.preemptions == 0:
-            self.hit_tokens += len(slots)
-            self.query_tokens += len(req.prompt_token_ids)
         if slots:
             self.kv_cache.req_to_token[req.row, :len(slots)] = torch.tensor(slots, dtype=torch.int32).to(
                 self.kv_cache.req_to_token.device, non_blocking=True)
 
+    def count_hit(self, req: Request) -> None:
+        """Prefix-cache statistics of an admitted request (a preempted one returning is not counted again)."""
+        if self.prefix_cache is not None and req.preemptions == 0:
+            self.hit_tokens += req.prefix_len
+            self.query_tokens += len(req.prompt_token_ids)
+
     def allocate(self, req: Request, n: int) -> None:
-        """n more slots for req's next positions (evicting cached prefixes if the free list is short)."""
+        """Slots for req's next n positions (evicting cached prefixes if the free list is short). Slots already
+        there (taken by a step that then failed) count, so a retried step takes no more."""
+        n -= len(req.slot_ids) - req.cached_len
         short = n - self.kv_cache.free_slot_count
         if short > 0 and self.prefix_cache is not None:
             self.prefix_cache.evict(short)
-        req.slot_ids += self.kv_cache.alloc_slots(n).tolist()
+        if n > 0:
+            req.slot_ids += self.kv_cache.alloc_slots(n).tolist()
 
     def cache(self, req: Request) -> None:
         """Hands req's computed positions to the prefix cache, which then shares them with later requests."""

@@ -20,10 +20,27 @@ from .sampling_params import SamplingParams
 
 @dataclass
 class _Tracked:
-    """What the front-end has received so far for one engine request."""
-    completion: CompletionOutput
+    """What the front-end has received so far for one engine request (text kept in pieces: O(1) per step)."""
+    index: int
+    token_ids: list[int] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    logprobs: list[dict[int, float]] | None = None
+    finish_reason: str | None = None
     prompt_token_ids: list[int] = field(default_factory=list)
     error: BaseException | None = None
+
+    def add(self, out: StepOutput) -> None:
+        self.token_ids += out.new_token_ids
+        if out.new_text:
+            self.pieces.append(out.new_text)
+        if out.new_logprobs is not None:
+            self.logprobs = self.logprobs or []
+            self.logprobs += out.new_logprobs
+        self.finish_reason, self.prompt_token_ids = out.finish_reason, out.prompt_token_ids
+        self.error = out.error
+
+    def completion(self) -> CompletionOutput:
+        return CompletionOutput(self.index, "".join(self.pieces), self.token_ids, self.logprobs, self.finish_reason)
 
 
 class LLM:
@@ -65,14 +82,14 @@ class LLM:
         groups = self._add(items)
         ids = [rid for group in groups for rid in group]
         try:
-            self._run_until(lambda: all(self._tracked[r].completion.finish_reason for r in ids))
+            self._run_until(lambda: all(self._tracked[r].finish_reason for r in ids))
             results = [[self._tracked[r] for r in group] for group in groups]
         finally:
             self._forget(ids)
         for tracked in itertools.chain.from_iterable(results):
             if tracked.error is not None:
                 raise tracked.error
-        return [RequestOutput(item[0], group[0].prompt_token_ids, [t.completion for t in group])
+        return [RequestOutput(item[0], group[0].prompt_token_ids, [t.completion() for t in group])
                 for item, group in zip(items, results)]
 
     def chat(self, messages, sampling_params=None) -> list[RequestOutput]:
@@ -119,14 +136,13 @@ class LLM:
         try:
             tracked = self._tracked[rid]
             while True:
-                self._run_until(lambda: len(tracked.completion.text) > sent or tracked.completion.finish_reason)
-                text = tracked.completion.text
-                if len(text) > sent:
-                    yield text[sent:]
-                    sent = len(text)
+                self._run_until(lambda: len(tracked.pieces) > sent or tracked.finish_reason)
+                if len(tracked.pieces) > sent:
+                    yield "".join(tracked.pieces[sent:])
+                    sent = len(tracked.pieces)
                 if tracked.error is not None:
                     raise tracked.error
-                if tracked.completion.finish_reason:
+                if tracked.finish_reason:
                     return
         finally:  # closed, collected or done: the request must not hold the engine
             self._forget([rid], wait=False)
@@ -171,7 +187,7 @@ class LLM:
                         rid = f"llm-{next(self._ids)}"
                         self.engine.add_request(rid, text, sample, prompt_token_ids=ids)
                         added.append(rid)
-                        self._tracked[rid] = _Tracked(CompletionOutput(j))
+                        self._tracked[rid] = _Tracked(j)
                         group.append(rid)
                     groups.append(group)
             except BaseException:
@@ -199,10 +215,7 @@ class LLM:
         tracked = self._tracked.get(out.request_id)
         if tracked is None:  # dropped by its caller
             return
-        tracked.completion.add(out)
-        tracked.prompt_token_ids = out.prompt_token_ids
-        if out.error is not None:
-            tracked.error = out.error
+        tracked.add(out)
 
     def _forget(self, ids: list[str], wait: bool = True) -> None:
         """Aborts whatever of ids still runs. Without wait (a stream being collected, perhaps inside a step on

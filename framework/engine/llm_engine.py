@@ -149,6 +149,8 @@ class LLMEngine:
             if sampled is None:
                 self.prefill_tokens += sum(r.chunk for r in batch) if is_prefill else 0
                 logits = self.runner.step(batch, is_prefill)
+                for req in batch if is_prefill else ():  # computed prompts are shared from now on
+                    self.kv.cache(req)
                 done = [i for i, r in enumerate(batch) if r.cached_len >= r.num_tokens]  # prompts now complete
                 if len(done) < len(batch):
                     batch, logits = [batch[i] for i in done], logits[done]
@@ -190,7 +192,7 @@ class LLMEngine:
                 reason = "stop"
             elif len(req.output_ids) >= req.params.max_new_tokens:
                 reason = "length"
-            if reason is not None and detok is not None and token not in req.stop_ids and detok.flush():
+            if reason is not None and detok is not None and detok.flush():  # an incomplete character, as is
                 reason = "stop"
         except Exception as exc:  # this request's own failure: the others go on
             return self._finish(req, "error", exc)
@@ -208,9 +210,7 @@ class LLMEngine:
     def _output(req: Request, logprobs: list, error: BaseException | None = None) -> StepOutput:
         """The output since the last one; a running request's text stops short of a possible stop string."""
         new_ids, req.sent_tokens = req.output_ids[req.sent_tokens:], len(req.output_ids)
-        text = req.detokenizer.text if req.detokenizer is not None else ""
-        visible = len(text) if req.finished or req.detokenizer is None else req.detokenizer.safe_len()
-        new_text, req.sent_text = text[req.sent_text:visible], max(visible, req.sent_text)
+        new_text = req.detokenizer.take(final=req.finished) if req.detokenizer is not None else ""
         new_logprobs = [lp for lp in logprobs if lp is not None] if req.params.logprobs is not None else None
         if error is not None:
             new_ids, new_logprobs = [], None if req.params.logprobs is None else []

@@ -37,7 +37,7 @@ class ModelRunner:
             start = req.cached_len
             # a prefill computes the request's next chunk; a decode step's token is the last one known, or a
             # placeholder that next_tokens overwrites
-            new = req.all_ids[start:start + req.chunk] if is_prefill else req.all_ids[-1:]
+            new = req.all_ids[start:start + req.chunk] if is_prefill else [req.last_token]
             starts.append(len(ids))
             ids += new
             slots += req.slot_ids[start:start + len(new)]

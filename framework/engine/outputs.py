@@ -33,13 +33,6 @@ class CompletionOutput:
     logprobs: list[dict[int, float]] | None = None
     finish_reason: str | None = None
 
-    def add(self, out: StepOutput) -> None:
-        self.token_ids += out.new_token_ids
-        self.text += out.new_text
-        if out.new_logprobs is not None:
-            self.logprobs = (self.logprobs or []) + out.new_logprobs
-        self.finish_reason = out.finish_reason
-
 
 @dataclass
 class RequestOutput:

@@ -18,8 +18,7 @@ class Request:
         self.detokenizer = detokenizer
         self.output_ids: list[int] = []
         self.finish_reason: str | None = None
-        self.sent_tokens = self.sent_text = 0  # how much of the output earlier step outputs carried
-        self.sent_logprobs: list[dict[int, float]] | None = [] if params.logprobs is not None else None
+        self.sent_tokens = 0  # output tokens that earlier step outputs carried
         # KV state, valid while running (see KVManager)
         self.row: int | None = None      # request-to-token table row
         self.slot_ids: list[int] = []    # pool slot of each position, host mirror of the table row
@@ -32,6 +31,10 @@ class Request:
     @property
     def all_ids(self) -> list[int]:
         return self.prompt_token_ids + self.output_ids
+
+    @property
+    def last_token(self) -> int:
+        return self.output_ids[-1] if self.output_ids else self.prompt_token_ids[-1]
 
     @property
     def num_tokens(self) -> int:

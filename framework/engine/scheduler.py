@@ -12,7 +12,7 @@ from collections import deque
 from .kv_manager import KVManager
 from .request import Request
 
-SHARED_PREFIX_TO_WAIT_FOR = 32  # tokens: worth a step's wait to reuse instead of recompute
+SHARED_PREFIX_TO_WAIT_FOR = 16  # tokens: worth a step's wait to reuse instead of recompute
 
 
 class Scheduler:
@@ -67,6 +67,12 @@ class Scheduler:
             self.running.append(req)  # first, so that a failure below still finds it and frees what it holds
             self.kv.admit(req)
             n = min(req.num_tokens - req.cached_len, n)
+            if n + watermark > self.kv.available:  # its cached prefix, now in use, is no longer evictable
+                self.running.remove(req)
+                self.kv.release(req, cache=False)
+                self.waiting.appendleft(req)
+                break
+            self.kv.count_hit(req)
             self.kv.allocate(req, n)
             req.chunk, budget = n, budget - n
             batch.append(req)
