@@ -182,3 +182,15 @@ def test_a_fault_in_the_loop_fails_the_requests_in_flight_and_the_loop_goes_on(e
         assert complete(client).status_code == 200
     monkeypatch.undo()
     assert_idle(engine)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--port", "70000"], "--port must be in 0..65535"),
+    (["--max-waiting", "-1"], "--max-waiting must be >= 0"),
+    (["--max-batch-size", "0"], "max_batch_size"),
+])
+def test_bad_serve_options_print_one_line(argv, words, capsys):
+    from zooinfer.cli import main
+    assert main(["serve", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
