@@ -123,6 +123,16 @@ def test_stop_seed_and_n_match_offline(client, offline):
     assert [c.text for c in first.choices] == want
 
 
+def test_penalties_and_extras_match_offline(client, offline):
+    fields = dict(presence_penalty=1.5, frequency_penalty=0.5, repetition_penalty=1.3, top_k=5)
+    want = offline.generate(PROMPT, SamplingParams(max_new_tokens=12, temperature=0, **fields))[0]
+    got = client.completions.create(model=NAME, prompt=PROMPT, max_tokens=12, temperature=0,
+                                    presence_penalty=1.5, frequency_penalty=0.5,
+                                    extra_body={"repetition_penalty": 1.3, "top_k": 5}).choices[0]
+    assert got.text == want.text
+    assert want.text != offline.generate(PROMPT, SamplingParams(max_new_tokens=12, temperature=0))[0].text
+
+
 def test_native_generate_matches_offline(server, offline):
     want = offline.generate(PROMPT, SamplingParams(max_new_tokens=6, temperature=0))[0]
     headers = {"Authorization": f"Bearer {KEY}"}
