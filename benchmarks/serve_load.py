@@ -26,7 +26,8 @@ TOPICS = ["the sea", "a lighthouse", "autumn", "a robot", "the moon", "a city at
 
 
 def make_prompts(n: int, system: str = "", first: int = 0) -> list[str]:
-    return [f"{system}Story {i}: write a long story about {TOPICS[i % len(TOPICS)]}.\n" for i in range(first, first + n)]
+    return [f"{system}Story {i}: write a long story about {TOPICS[i % len(TOPICS)]}.\n"
+            for i in range(first, first + n)]
 
 
 def system_prompt(tokenizer, tokens: int) -> str:
@@ -132,7 +133,8 @@ def main() -> None:
         for rate in rates:
             result = asyncio.run(run_load(server.url, "m", prompts, rate, args.max_tokens, {"ignore_eos": True}))
             rows.append(row("zooinfer serve", "plain", rate, args.clients, result, offline))
-        before = {m: server.metric(m) for m in ("zooinfer_prompt_tokens_total", "zooinfer_prefill_tokens_computed_total")}
+        counters = ("zooinfer_prompt_tokens_total", "zooinfer_prefill_tokens_computed_total")
+        before = {m: server.metric(m) for m in counters}
         result = asyncio.run(run_load(server.url, "m", shared, args.prefix_rate, args.max_tokens, {"ignore_eos": True}))
         rows.append(row("zooinfer serve", f"{args.system_tokens}-token system prompt", args.prefix_rate, args.clients,
                         result, offline_shared))

@@ -70,7 +70,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServerBusy)
     async def busy(request, exc: ServerBusy):
-        return _error(APIError(503, str(exc), kind="server_busy", code="too_many_waiting", headers={"Retry-After": "1"}))
+        return _error(APIError(503, str(exc), kind="server_busy", code="too_many_waiting",
+                               headers={"Retry-After": "1"}))
 
     @app.exception_handler(ClientGone)
     async def client_gone(request, exc: ClientGone):
