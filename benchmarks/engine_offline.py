@@ -1,12 +1,13 @@
 """Offline engine throughput on the CPU (8-32 requests at once) and the prefill work prefix caching saves.
 
 Usage: python benchmarks/engine_offline.py [--model smollm2] [--requests 8 16 32] [--new-tokens 32] [--repeat 2]
-       [--prefix-only]
+       [--prefix-only] [--prefix-requests 16]
 """
 from __future__ import annotations
 
 import argparse
 import inspect
+import time
 
 import torch
 
@@ -22,8 +23,10 @@ def throughput(llm, counts, prompt_len, new_tokens, repeat):
         params = SamplingParams(max_new_tokens=new_tokens, temperature=0, ignore_eos=True)
         run = lambda: llm.generate(prompt_token_ids=prompts, sampling_params=params)  # noqa: E731
         run()  # warm-up
+        cpu = time.process_time()
         seconds = timed(run, repeat)
-        rows.append([n, prompt_len, new_tokens, seconds, n * new_tokens / seconds])
+        cpu = (time.process_time() - cpu) / repeat  # CPU time of this process: steadier on a shared machine
+        rows.append([n, prompt_len, new_tokens, seconds, n * new_tokens / seconds, cpu, n * new_tokens / cpu])
     return rows
 
 
@@ -52,15 +55,17 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--prefix-only", action="store_true")
+    ap.add_argument("--prefix-requests", type=int, default=16)
     args = ap.parse_args()
     if not args.prefix_only:
         llm = LLM(args.model, dtype="float32")
         rows = throughput(llm, args.requests, args.prompt_len, args.new_tokens, args.repeat)
-        print_table("offline generate, greedy, float32", ["requests", "prompt", "new tokens", "seconds",
-                                                          "generated tok/s"], rows)
+        print_table("offline generate, greedy, float32", ["requests", "prompt", "new tokens", "wall s",
+                                                          "tok/s (wall)", "CPU s", "tok per CPU s"], rows)
     if "enable_prefix_caching" in inspect.signature(LLM).parameters:
-        rows = prefix_savings(args.model, 32, 512, 16)
-        print_table("prefix caching: 32 requests sharing a 512-token system prompt (+16 own tokens), 8 new tokens",
+        rows = prefix_savings(args.model, args.prefix_requests, 512, 16)
+        print_table(f"prefix caching: {args.prefix_requests} requests sharing a 512-token system prompt "
+                    "(+16 own tokens), 8 new tokens",
                     ["prefix caching", "requests", "shared", "own", "prefill tokens run", "hit rate", "seconds"],
                     rows)
 

@@ -93,3 +93,17 @@ def test_chunked_prefill_keeps_decoding(tiny_llama_dir):
     assert len(gaps) >= 2 * 30 // 4 - 1 and max(gaps) <= 1  # a never waits more than one chunk
     while engine.has_unfinished():
         engine.step()
+
+
+def test_length_dependent_rotary_turns_prefix_reuse_off(tmp_path):
+    """Dynamic NTK rotary: a token's keys depend on the step's length, so neither cached prefixes nor chunks."""
+    from hf_reference import save_random_model
+    from transformers import LlamaConfig
+
+    from conftest import TINY_LLAMA
+
+    save_random_model(LlamaConfig(**TINY_LLAMA, rope_scaling={"rope_type": "dynamic", "factor": 2.0}), tmp_path)
+    llm = LLM(str(tmp_path), max_prefill_tokens=4)
+    assert not llm.get_stats()["prefix_cache"]["enabled"] and not llm.engine.scheduler.chunked_prefill
+    prompts = [list(range(1, 12)), list(range(1, 12)) + [5]]
+    assert token_ids(llm, GREEDY, prompts) == token_ids(LLM(str(tmp_path)), GREEDY, prompts)
