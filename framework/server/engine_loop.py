@@ -48,14 +48,14 @@ class RequestGroup:
 
     def __init__(self, loop: EngineLoop, request_ids: list[str]):
         self._engine_loop = loop
-        self._event_loop = asyncio.get_running_loop()
+        self.event_loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.unfinished = set(request_ids)
 
     def put(self, item) -> None:
         """Called on the engine thread."""
         try:
-            self._event_loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.event_loop.call_soon_threadsafe(self.queue.put_nowait, item)
         except RuntimeError:  # the event loop has closed: nobody is listening any more
             pass
 
@@ -177,19 +177,17 @@ class EngineLoop:
             log.exception("engine step failed")
             self._fail_all(f"the engine failed: {exc}")
             return
-        now = time.perf_counter()
+        now, deliveries = time.perf_counter(), []
         for out in outputs:
             tracked = self._tracked.get(out.request_id)
             if tracked is None:  # aborted meanwhile
                 continue
             self._record(tracked, out, now)
-            if out.finish_reason == "error":
-                del self._tracked[out.request_id]
-                tracked.group.put(RequestFailed(f"the request failed: {out.error}"))
-                continue
             if out.finish_reason is not None:
                 del self._tracked[out.request_id]
-            tracked.group.put(out)
+            failed = out.finish_reason == "error"
+            deliveries.append((tracked.group, RequestFailed(f"the request failed: {out.error}") if failed else out))
+        _deliver(deliveries)
         self._refresh_stats()
 
     def _record(self, tracked: _Tracked, out, now: float) -> None:
@@ -213,3 +211,21 @@ class EngineLoop:
         self.metrics.set_engine_stats(stats)
         with self._lock:
             self._engine_waiting = stats["waiting"]
+
+
+def _deliver(deliveries: list[tuple[RequestGroup, object]]) -> None:
+    """Hands a step's outputs to their groups: one event-loop wake-up per step, not one per output (fewer
+    hand-overs of the interpreter between the engine thread and the HTTP thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for group, item in deliveries:
+        by_loop.setdefault(group.event_loop, []).append((group.queue, item))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_put_all, items)
+        except RuntimeError:  # the event loop has closed: nobody is listening any more
+            pass
+
+
+def _put_all(items: list[tuple[asyncio.Queue, object]]) -> None:
+    for queue_, item in items:
+        queue_.put_nowait(item)
