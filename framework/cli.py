@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_ops_parser(sub)
     _add_bench_parser(sub)
     _add_report_parser(sub)
+    from zooinfer.server.serve import add_serve_parser
+    add_serve_parser(sub, _add_engine_args)
     return parser
 
 

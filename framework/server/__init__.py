@@ -1,0 +1,1 @@
+"""`zooinfer serve`: an OpenAI-compatible and LightLLM-native HTTP server on one LLMEngine."""
