@@ -17,12 +17,13 @@ def add_serve_parser(sub, add_engine_args) -> None:
     p.add_argument("--served-model-name", default=None, help="the name clients ask for (default: the model's)")
     p.add_argument("--max-waiting", type=int, default=None,
                    help="answer 503 when more than N requests wait for admission (default: no limit)")
-    p.add_argument("--max-batch-size", type=int, default=64)
+    # Defaults None ("not given"): the --config preset or InferConfig's defaults apply.
+    p.add_argument("--max-batch-size", type=int, default=None)
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--kv-cache-tokens", type=int, default=None)
-    p.add_argument("--max-prefill-tokens", type=int, default=8192)
+    p.add_argument("--max-prefill-tokens", type=int, default=None)
     p.add_argument("--seed", type=int, default=None, help="seed of requests that give none")
-    p.add_argument("--no-prefix-caching", action="store_true")
+    p.add_argument("--no-prefix-caching", action="store_const", const=False, dest="enable_prefix_caching")
     p.add_argument("--shutdown-timeout", type=float, default=10.0,
                    help="seconds that running requests get to finish after SIGTERM before they are aborted")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -42,13 +43,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ZooinferError(f"--max-waiting must be >= 0, got {args.max_waiting}")
     import uvicorn
 
+    from zooinfer.cli import run_config
     from zooinfer.engine import LLMEngine
 
     from .app import create_app
-    engine = LLMEngine(args.model, device=args.device, dtype=args.dtype, backend=args.backend,
-                       max_model_len=args.max_model_len, kv_cache_tokens=args.kv_cache_tokens,
-                       max_batch_size=args.max_batch_size, max_prefill_tokens=args.max_prefill_tokens, seed=args.seed,
-                       enforce_eager=args.no_cuda_graph, enable_prefix_caching=not args.no_prefix_caching)
+
+    config = run_config(args)  # the --config preset (or the defaults) with the flags given on top
+    engine = LLMEngine(**{**config.engine_kwargs(), **({"seed": args.seed} if args.seed is not None else {})})
     app = create_app(engine, served_model_name(args), api_key=args.api_key, max_waiting=args.max_waiting)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                            timeout_graceful_shutdown=args.shutdown_timeout))

@@ -8,7 +8,8 @@ from zooinfer.errors import ZooinferError
 
 # The LLM(...) keyword arguments an InferConfig carries; the remaining fields are sampling defaults.
 ENGINE_FIELDS = ("model", "device", "dtype", "backend", "max_model_len", "kv_cache_tokens", "max_batch_size",
-                 "max_prefill_tokens", "seed", "enforce_eager", "gpu_memory_fraction", "threads")
+                 "max_prefill_tokens", "seed", "enforce_eager", "gpu_memory_fraction", "threads",
+                 "enable_prefix_caching")
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
@@ -23,10 +24,11 @@ class InferConfig:
     kv_cache_tokens: int | None = None
     max_batch_size: int = 64
     max_prefill_tokens: int = 8192
-    seed: int = 0
+    seed: int | None = None  # None: sampling draws from OS entropy, different on every run
     enforce_eager: bool = False
     gpu_memory_fraction: float = 0.9
     threads: int | None = None
+    enable_prefix_caching: bool = True
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 0
@@ -45,8 +47,9 @@ class InferConfig:
             ("device", isinstance(self.device, str) and self.device, "a device name such as cpu or cuda"),
             ("dtype", isinstance(self.dtype, str), "a dtype name such as auto or bfloat16"),
             ("backend", self.backend is None or isinstance(self.backend, str), "a backend name or None"),
-            ("seed", is_int(self.seed), "an integer"),
+            ("seed", self.seed is None or is_int(self.seed), "an integer or null"),
             ("enforce_eager", isinstance(self.enforce_eager, bool), "true or false"),
+            ("enable_prefix_caching", isinstance(self.enable_prefix_caching, bool), "true or false"),
             ("gpu_memory_fraction", is_num(self.gpu_memory_fraction) and 0 < self.gpu_memory_fraction <= 1,
              "a number in (0, 1]"),
             ("temperature", is_num(self.temperature) and self.temperature >= 0, "a number >= 0"),
