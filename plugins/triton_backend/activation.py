@@ -1,4 +1,4 @@
-"""Elementwise activations: silu(gate) * up and tanh-approximated GELU, computed in float32."""
+"""silu(gate) * up (SwiGLU), computed in float32; the GELUs are in gelu.py."""
 from __future__ import annotations
 
 import torch
@@ -21,16 +21,6 @@ def _silu_and_mul_kernel(x_ptr, out_ptr, stride_x, stride_out, I, BLOCK: tl.cons
     tl.store(out_ptr + row * stride_out + cols, (act * up).to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
-def _gelu_kernel(x_ptr, out_ptr, numel, BLOCK: tl.constexpr):
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < numel
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    # 0.5 * (1 + tanh(u)) == sigmoid(2u): the same function without a tanh intrinsic.
-    u = 0.79788456 * x * (1.0 + 0.044715 * x * x)
-    tl.store(out_ptr + offs, (x * sigmoid(2.0 * u)).to(out_ptr.dtype.element_ty), mask=mask)
-
-
 def silu_and_mul(x):
     op = "silu_and_mul"
     check_tensor(op, "x", x)
@@ -47,13 +37,3 @@ def silu_and_mul(x):
         x2, o2, x2.stride(0), o2.stride(0), inter, BLOCK=block, num_warps=4)
     return out
 
-
-def gelu(x):
-    check_tensor("gelu", "x", x, unit_last_stride=False)
-    x = x.contiguous()
-    out = torch.empty_like(x)
-    if x.numel() == 0:
-        return out
-    block = 1024
-    _gelu_kernel[(triton.cdiv(x.numel(), block),)](x, out, x.numel(), BLOCK=block, num_warps=4)
-    return out

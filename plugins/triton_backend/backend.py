@@ -40,8 +40,8 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import activation, context_attention, norm, rotary, store_kv, token_attention
-        self._norm, self._rotary, self._activation = norm, rotary, activation
+        from . import activation, context_attention, gelu, norm, rotary, store_kv, token_attention
+        self._norm, self._rotary, self._activation, self._gelu = norm, rotary, activation, gelu
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
     def rmsnorm(self, x, weight, eps, residual=None):
@@ -57,9 +57,10 @@ class TritonBackend(TorchBackend):
         return self._activation.silu_and_mul(x)
 
     def gelu(self, x, approximate="tanh"):
-        if approximate != "tanh":
-            return super().gelu(x, approximate)  # no Triton kernel for the exact erf GELU yet: the reference
-        return self._activation.gelu(x)
+        return self._gelu.gelu(x, approximate)
+
+    def gelu_and_mul(self, x, approximate="tanh"):
+        return self._gelu.gelu_and_mul(x, approximate)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
