@@ -13,3 +13,15 @@ def zooinfer_register_models(registry):
 @hookspec
 def zooinfer_register_backends(registry):
     """Register op backends: registry.register(name, cls_or_"module:Class", override=False)."""
+
+
+@hookspec
+def zooinfer_register_ops(registry):
+    """Register ops beyond framework/ops.py: registry.register(op_name, torch_reference_fn_or_"module:fn"); the
+    reference is called as fn(backend, *args) on every backend that has no method of that name."""
+
+
+@hookspec
+def zooinfer_register_weight_transforms(registry):
+    """Register weight transforms: registry.register(name, fn_or_"module:fn"); fn(tensor, *transform_args) -> tensor
+    is applied to a checkpoint tensor whose TensorSpec names it, as it is read."""

@@ -13,6 +13,8 @@ sync, launch sizes from host ints only, and rows with b_seq_len 0 cost little an
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -28,6 +30,19 @@ class Ops:
     def is_available(cls, device_type: str) -> bool:
         """Cheap check that this backend can run on `device_type` here; touches no device."""
         return device_type in cls.device_types
+
+    def __getattr__(self, name: str):
+        """An op a plugin added (zooinfer_register_ops) and this backend does not define: its torch reference,
+        bound to this backend (so the reference may call other ops). Looked up once per backend object."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        from zooinfer.plugin_manager import op_registry
+        registry = op_registry()
+        if name not in registry:
+            raise AttributeError(f"backend {self.name!r} has no op {name!r}, and no plugin registers one")
+        op = functools.partial(registry.get(name), self)
+        setattr(self, name, op)
+        return op
 
     def embedding(self, ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """ids [n] int -> weight[ids] [n, H]."""

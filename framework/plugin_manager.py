@@ -1,4 +1,4 @@
-"""Plugin manager and the two registries (model families, op backends) that plugins fill."""
+"""Plugin manager and the registries that plugins fill: model families, op backends, extra ops, weight transforms."""
 from __future__ import annotations
 
 import functools
@@ -43,10 +43,12 @@ class Entry:
 
 
 class Registry:
-    """Names to classes. Each name has one owner unless a plugin passes override=True."""
+    """Names to classes (or functions, for a registry of functions). Each name has one owner unless a plugin passes
+    override=True."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, functions: bool = False):
         self.kind = kind
+        self.functions = functions
         self._entries: dict[str, Entry] = {}
         self._overrides: dict[str, Entry] = {}
         self._owner = ("<direct>", None, None)
@@ -55,9 +57,11 @@ class Registry:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {self._owner[0]!r} registered a {self.kind} with an invalid name {name!r}")
         module_name, _, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
-        if not (isinstance(target, type) or (module_name and attr)):  # caught here, not later as a bare TypeError
+        direct = callable(target) and not isinstance(target, type) if self.functions else isinstance(target, type)
+        if not (direct or (module_name and attr)):  # caught here, not later as a bare TypeError
+            what = "a function or a 'module:function'" if self.functions else "a class or a 'module:Class'"
             raise PluginError(f"plugin {self._owner[0]!r} registered the {self.kind} {name!r} as {target!r}; "
-                              "expected a class or a 'module:Class' string")
+                              f"expected {what} string")
         entry = Entry(name, target, *self._owner, override=override)
         table = self._overrides if override else self._entries
         if name in table:
@@ -118,9 +122,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _load_entry_points()[0]
 
 
-def _collect(hook_name: str, kind: str) -> Registry:
+def _collect(hook_name: str, kind: str, functions: bool = False) -> Registry:
     pm, dists = _load_entry_points()
-    registry = Registry(kind)
+    registry = Registry(kind, functions)
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         registry._owner = (impl.plugin_name, *dists.get(impl.plugin_name, (None, None)))
         try:
@@ -143,6 +147,16 @@ def model_registry() -> Registry:
 def backend_registry() -> Registry:
     """Every registered op backend, keyed by backend name."""
     return _collect("zooinfer_register_backends", "backend")
+
+
+def op_registry() -> Registry:
+    """Ops added by plugins, each name -> its torch reference function."""
+    return _collect("zooinfer_register_ops", "op", functions=True)
+
+
+def weight_transform_registry() -> Registry:
+    """Weight transforms by name (transpose, rows, ... and any a plugin adds)."""
+    return _collect("zooinfer_register_weight_transforms", "weight transform", functions=True)
 
 
 def select_backend(name: str | None, device: str):

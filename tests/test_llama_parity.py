@@ -5,35 +5,18 @@ from transformers import LlamaConfig
 
 from hf_reference import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
+from zooinfer.models.llama import LlamaTpPartModel
 
-BASE = dict(vocab_size=160, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=128)
-ROPE_HALF = 8  # head_dim 16 -> 8 frequencies
-
-CONFIGS = {
-    "gqa": {},
-    "mha": dict(num_key_value_heads=4),
-    "mqa": dict(num_key_value_heads=1),
-    "head_dim_from_config": dict(head_dim=24),
-    "attention_and_mlp_bias": dict(attention_bias=True, mlp_bias=True),
-    "tied_embeddings": dict(tie_word_embeddings=True),
-    "rope_theta": dict(rope_theta=500.0),
-    "rope_linear": dict(rope_scaling={"rope_type": "linear", "factor": 4.0}),
-    "rope_yarn": dict(rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}),
-    "rope_llama3": dict(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
-    "rope_longrope": dict(rope_scaling={"rope_type": "longrope", "short_factor": [1.0 + i / 8 for i in range(ROPE_HALF)],
-                                        "long_factor": [2.0 + i for i in range(ROPE_HALF)],
-                                        "original_max_position_embeddings": 128}, max_position_embeddings=512),
-}
+BASE = LlamaTpPartModel.tiny_configs["gqa"]
+CONFIGS = LlamaTpPartModel.tiny_configs
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
 GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_greedy_and_logprobs_match_transformers(name, tmp_path):
-    hf = save_random_model(LlamaConfig(**{**BASE, **CONFIGS[name]}), tmp_path)
-    llm = LLM(str(tmp_path))
+    hf = save_random_model(LlamaConfig(**CONFIGS[name]), tmp_path)
+    llm = LLM(str(tmp_path), strict=True)
     outputs = llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)
     for prompt, out in zip(PROMPTS, outputs):
         assert len(out.token_ids) == GREEDY.max_new_tokens and out.finish_reason == "length"

@@ -2,11 +2,11 @@
 The same parity bar as the torch backend: transformers' teacher-forced logprobs within 1e-4, float32."""
 import pytest
 import torch
-from transformers import LlamaConfig
+from transformers import BloomConfig, LlamaConfig
 
 from hf_reference import assert_greedy_matches, save_random_model
 import test_bloom_parity as bloom
-from test_llama_parity import BASE, CONFIGS, PROMPTS
+from test_llama_parity import CONFIGS, PROMPTS
 from triton_mode import import_kernels, interpreter
 from zooinfer import LLM, SamplingParams
 
@@ -34,11 +34,11 @@ def run_and_compare(hf, path):
 
 @pytest.mark.parametrize("name", LLAMA_CASES)
 def test_llama_through_triton_kernels(name, tmp_path):
-    hf = save_random_model(LlamaConfig(**{**BASE, **CONFIGS[name]}), tmp_path)
+    hf = save_random_model(LlamaConfig(**CONFIGS[name]), tmp_path)
     run_and_compare(hf, tmp_path)
 
 
 @pytest.mark.parametrize("name", BLOOM_CASES)
 def test_bloom_through_triton_kernels(name, tmp_path):
-    hf = save_random_model(bloom.bloom_config(**bloom.CONFIGS[name]), tmp_path)
+    hf = save_random_model(BloomConfig(**bloom.CONFIGS[name]), tmp_path)
     run_and_compare(hf, tmp_path)

@@ -29,11 +29,27 @@ class TpPartBaseModel:
     config_aliases: dict[str, str] = {}
     # transformers' base_model_prefix: checkpoints saved from the bare base model omit it from every name.
     base_model_prefix: str | None = None
+    # -- the family's declaration (random-model, the parity suites and the loader read it) --
     # The transformers config class of the family, by name (e.g. "LlamaConfig").
     hf_config_class: str | None = None
+    # random-model shape option -> the transformers config field it sets; a family without one (BLOOM has no
+    # kv heads) leaves it out.
+    shape_fields: dict[str, str] = dict(hidden="hidden_size", layers="num_hidden_layers",
+                                        heads="num_attention_heads", kv_heads="num_key_value_heads",
+                                        intermediate="intermediate_size", vocab="vocab_size",
+                                        max_pos="max_position_embeddings")
+    # Named tiny transformers-config kwargs (vocab <= 256, hidden <= 64, 2 layers) that between them cover
+    # every option the family accepts: its parity tests and the installed parity suite iterate them.
+    tiny_configs: dict[str, dict] = {}
+    # Regexes of checkpoint tensor names the family knowingly does not read (searched, not matched); any other
+    # unread tensor is warned about, or an error with strict=True.
+    ignorable_tensors: tuple[str, ...] = ()
+    # Config sizes split across tensor-parallel ranks besides the heads (checked to divide by tp).
+    tp_split_sizes: tuple[str, ...] = ("intermediate_size",)
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
-                 max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1):
+                 max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1,
+                 strict: bool = False):
         self.model_dir = Path(model_dir)
         self.ops = ops
         self.device = ops.device
@@ -42,6 +58,7 @@ class TpPartBaseModel:
         self.world_size = world_size
         self.kv_cache_tokens = kv_cache_tokens
         self.max_requests = max_requests
+        self.strict = strict
         self.config = dict(config)
         self._init_config()
         self.max_seq_len = min(max_seq_len or self.max_context_length(), self.max_context_length())
@@ -66,6 +83,12 @@ class TpPartBaseModel:
         c["head_dim"] = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
 
     @classmethod
+    def check_shape_options(cls, given: dict, shape: dict) -> None:
+        """random-model hook: reject shape options (given by the user; `shape` is every option resolved) that
+        the architecture fixes, with a ZooinferError naming the option. Options outside shape_fields are
+        refused by random-model itself."""
+
+    @classmethod
     def hf_config_class_object(cls):
         """The transformers class named by `hf_config_class` (imported only when asked for)."""
         import transformers
@@ -75,21 +98,30 @@ class TpPartBaseModel:
         return int(self.config.get("max_position_embeddings") or 2048)
 
     def _verify_params(self):
-        c = self.config
-        if c["num_attention_heads"] % self.world_size:
-            raise ZooinferError(f"num_attention_heads={c['num_attention_heads']} is not divisible by tp={self.world_size}")
-        kv = c["num_key_value_heads"]
-        if c["num_attention_heads"] % kv:
-            raise ZooinferError(f"num_attention_heads={c['num_attention_heads']} is not a multiple of num_key_value_heads={kv}")
-        if kv % self.world_size and self.world_size % kv:
-            raise ZooinferError(f"num_key_value_heads={kv} and tp={self.world_size} do not divide one another")
+        """Impossible tensor-parallel splits, named, before any weight is read. KV heads fewer than ranks are
+        replicated (tp must then be a multiple of them); otherwise they are split like the query heads."""
+        c, tp = self.config, self.world_size
+        heads, kv = c["num_attention_heads"], c["num_key_value_heads"]
+        if heads % tp:
+            raise ZooinferError(f"num_attention_heads={heads} is not divisible by tp={tp}")
+        if heads % kv:
+            raise ZooinferError(f"num_attention_heads={heads} is not a multiple of num_key_value_heads={kv}")
+        if kv % tp and tp % kv:
+            raise ZooinferError(f"num_key_value_heads={kv} and tp={tp} do not divide one another: the KV heads can be "
+                                f"neither split nor replicated evenly")
+        for key in self.tp_split_sizes:
+            if c.get(key) and c[key] % tp:
+                raise ZooinferError(f"{key}={c[key]} is not divisible by tp={tp}")
 
     def _init_weights(self):
         args = (self.config, self.tp_rank, self.world_size, self.dtype, self.device)
         self.pre_post_weight = self.pre_and_post_weight_class(*args)
         self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
         weights = [self.pre_post_weight, *self.trans_layers_weight]
-        load_hf_weights(self.model_dir, weights, self.base_model_prefix)
+        ignorable = self.ignorable_tensors
+        if self.config.get("tie_word_embeddings"):  # some tied checkpoints store the copy anyway
+            ignorable += (r"^(\w+\.)?lm_head\.weight$",)
+        load_hf_weights(self.model_dir, weights, self.base_model_prefix, ignorable, self.strict)
 
     def _init_mem_manager(self):
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.

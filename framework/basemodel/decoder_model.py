@@ -22,6 +22,7 @@ class DecoderTpPartModel(TpPartBaseModel):
     # transformers' defaults for config.json files that leave these keys out (LlamaConfig's here)
     config_defaults: dict = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "attention_bias": False,
                              "mlp_bias": False, "hidden_act": "silu"}
+    partial_rotary = False  # whether the family honours partial_rotary_factor, as transformers' class does
 
     def _init_config(self):
         super()._init_config()
@@ -31,7 +32,7 @@ class DecoderTpPartModel(TpPartBaseModel):
         family = self.hf_config_class.removesuffix("Config").lower()
         check_gated_activation(c["hidden_act"], family)
         self.hf_config = build_hf_config(self.hf_config_class_object(), c, family)
-        self.rotary = Rotary(self.hf_config, self.device, family)
+        self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
         c["rotary_dim"] = self.rotary.rotary_dim
 
     def max_context_length(self) -> int:

@@ -14,11 +14,11 @@ from zooinfer.errors import ZooinferError
 from .infer_struct import InferStateInfo
 
 
-def _rope_init(hf_config, rope_type: str, seq_len: int | None = None):
+def _rope_init(hf_config, rope_type: str, partial: bool, seq_len: int | None = None):
     if rope_type == "default":
         c = hf_config
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        dim = int(head_dim * c.rope_parameters.get("partial_rotary_factor", 1.0))
+        dim = int(head_dim * c.rope_parameters.get("partial_rotary_factor", 1.0)) if partial else head_dim
         base = c.rope_parameters["rope_theta"]
         return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), 1.0
     return ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu", seq_len=seq_len)
@@ -29,22 +29,25 @@ def build_hf_config(hf_config_class, config: dict, family: str):
     try:
         return hf_config_class(**config)
     except Exception as exc:  # transformers validates fields (types, rope parameters) with multi-line errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ZooinferError(f"invalid {family} config: {first}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raise ZooinferError(f"invalid {family} config: {lines[-1]}") from None  # the cause comes last
 
 
 class Rotary:
     """cos/sin for a step's positions. 'dynamic' and 'longrope' depend on the step's sequence length, with
     the same update rule as transformers (grow past the cached length, reset below the original)."""
 
-    def __init__(self, hf_config, device: torch.device, family: str = "model"):
+    def __init__(self, hf_config, device: torch.device, family: str = "model", partial: bool = False):
+        """partial: the family honours partial_rotary_factor (Phi-3, GPT-NeoX); transformers' llama-like
+        families ignore it and rotate the whole head."""
         self.hf_config = hf_config
+        self.partial = partial
         self.device = device
         self.rope_type = self.hf_config.rope_parameters.get("rope_type", "default")
         if self.rope_type != "default" and self.rope_type not in ROPE_INIT_FUNCTIONS:
             raise ZooinferError(f"invalid {family} config: unknown rope_type {self.rope_type!r}; known: default, "
                                 f"{', '.join(ROPE_INIT_FUNCTIONS)}")
-        inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type)
+        inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type, partial)
         self.rotary_dim = 2 * inv_freq.numel()  # below head_dim with a partial_rotary_factor
         self.original_inv_freq = inv_freq.to(device)
         self.inv_freq = self.original_inv_freq
@@ -55,14 +58,14 @@ class Rotary:
     def _update(self, seq_len: int):
         if "dynamic" in self.rope_type:
             if seq_len > self.max_len_cached:
-                inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type, seq_len)
+                inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type, self.partial, seq_len)
                 self.inv_freq, self.max_len_cached = inv_freq.to(self.device), seq_len
             if seq_len < self.original_max_len < self.max_len_cached:
                 self.inv_freq, self.max_len_cached = self.original_inv_freq, self.original_max_len
         elif self.rope_type == "longrope":
             original = self.hf_config.rope_parameters["original_max_position_embeddings"]
             if self._long_inv_freq is None:
-                self._long_inv_freq = _rope_init(self.hf_config, "longrope", original + 1)[0].to(self.device)
+                self._long_inv_freq = _rope_init(self.hf_config, "longrope", self.partial, original + 1)[0].to(self.device)
             self.inv_freq = self._long_inv_freq if seq_len > original else self.original_inv_freq
 
     def cos_sin(self, positions: torch.Tensor, seq_len: int):

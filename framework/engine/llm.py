@@ -24,7 +24,7 @@ class LLM:
     def __init__(self, model: str | None = None, device: str = "cpu", dtype: str = "auto", backend: str | None = None,
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int = 0, enforce_eager: bool = False,
-                 gpu_memory_fraction: float = 0.9):
+                 gpu_memory_fraction: float = 0.9, strict: bool = False):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -41,7 +41,7 @@ class LLM:
         size_from_memory = on_gpu and kv_cache_tokens is None
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,
                                  kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
-                                 max_requests=max_batch_size, max_seq_len=max_model_len)
+                                 max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict)
         self.max_model_len = self.model.max_seq_len
         if size_from_memory:
             warm_len = min(max_prefill_tokens, self.max_model_len - 1)

@@ -1,9 +1,9 @@
 """`zooinfer random-model`: a seeded random checkpoint in Hugging Face format (config.json + model.safetensors)
 that zooinfer and transformers both load: tests, benchmarks and `zooinfer compare` without downloading weights.
-Written by transformers' own config class and save_pretrained, so the layout is exactly what real checkpoints use."""
+Written by transformers' own config class and save_pretrained, so the layout is exactly what real checkpoints use.
+Any registered model type works: its family declares the config class and the field behind each shape option."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,26 +12,6 @@ import yaml
 from zooinfer.errors import ZooinferError
 
 
-@dataclass(frozen=True)
-class Arch:
-    """How `random-model` builds one family: its transformers config class, the config field behind each
-    shape option, and config.json aliases folded into those fields (as transformers' attribute_map does)."""
-    config_class: str
-    shape_fields: dict
-    aliases: dict
-
-
-ARCHS = {
-    "llama": Arch("LlamaConfig",
-                  dict(hidden="hidden_size", layers="num_hidden_layers", heads="num_attention_heads",
-                       kv_heads="num_key_value_heads", intermediate="intermediate_size", vocab="vocab_size",
-                       max_pos="max_position_embeddings"), {}),
-    # BLOOM: no grouped-query attention, a fixed 4 x hidden MLP, and ALiBi, so its only length is seq_length.
-    "bloom": Arch("BloomConfig",
-                  dict(hidden="hidden_size", layers="n_layer", heads="n_head", vocab="vocab_size",
-                       max_pos="seq_length"),
-                  dict(n_embed="hidden_size", num_hidden_layers="n_layer", num_attention_heads="n_head")),
-}
 SHAPE_OPTIONS = ("hidden", "layers", "heads", "kv_heads", "intermediate", "vocab", "max_pos")
 TINY_SHAPE = dict(hidden=64, layers=2, heads=4, intermediate=128, vocab=256, max_pos=256)  # without --config
 
@@ -47,33 +27,46 @@ def load_shape_file(path: str | Path) -> dict:
     return data
 
 
+def family_class(arch: str):
+    """The registered model class of `arch`, which must declare its transformers config class."""
+    from zooinfer.plugin_manager import model_registry
+
+    registry = model_registry()
+    if arch not in registry:
+        raise ZooinferError(f"unknown arch {arch!r}; choose one of: {', '.join(registry.names())}" if arch
+                            else "give --arch or a --config file with `arch:`")
+    cls = registry.get(arch)
+    if not getattr(cls, "hf_config_class", None):
+        raise ZooinferError(f"model type {arch!r} declares no hf_config_class, so random-model cannot build it")
+    return cls
+
+
 def build_config(arch: str | None = None, config_file: str | Path | None = None, **shape):
     """The transformers config for `arch` from a shape file, overridden by the shape options given (not None).
     Returns (config, the file's dtype name or None)."""
-    import transformers
-
     fields = load_shape_file(config_file) if config_file else {}
     file_arch = fields.pop("arch", None)
     if arch and file_arch and arch != file_arch:
         raise ZooinferError(f"--arch {arch} contradicts `arch: {file_arch}` in {config_file}")
     arch = arch or file_arch
-    if arch not in ARCHS:
-        raise ZooinferError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}" if arch
-                            else "give --arch or a --config file with `arch:`")
-    spec = ARCHS[arch]
+    cls = family_class(arch)
+    shape_fields = cls.shape_fields
     dtype = fields.pop("dtype", None) or fields.pop("torch_dtype", None)
-    fields = {spec.aliases.get(k, k): v for k, v in fields.items()}
+    fields = _fold_aliases(fields, shape_fields.values(), cls.config_aliases)
     given = {k: v for k, v in shape.items() if v is not None}
     if not config_file:
-        given = {**{k: v for k, v in TINY_SHAPE.items() if k in spec.shape_fields}, **given}
-    defaults = getattr(transformers, spec.config_class)()
-    if arch == "bloom":
-        _check_bloom_limits(given, fields, defaults)
-    fields.update({spec.shape_fields[k]: v for k, v in given.items() if k in spec.shape_fields})
+        given = {**{k: v for k, v in TINY_SHAPE.items() if k in shape_fields}, **given}
+    defaults = cls.hf_config_class_object()()
     # kv heads and the context length may stay unset: transformers then derives them
-    shape = {k: fields.get(f, None if k in ("kv_heads", "max_pos") else getattr(defaults, f))
-             for k, f in spec.shape_fields.items()}
-    _check_shape(arch, shape, has_head_dim=bool(fields.get("head_dim")))
+    resolved = {k: given.get(k, fields.get(f, None if k in ("kv_heads", "max_pos") else getattr(defaults, f)))
+                for k, f in shape_fields.items()}
+    cls.check_shape_options(given, resolved)
+    for option in given:
+        if option not in shape_fields:
+            raise ZooinferError(f"{arch} has no --{option.replace('_', '-')} option (it takes: "
+                                f"{', '.join('--' + o.replace('_', '-') for o in shape_fields)})")
+    fields.update({shape_fields[k]: v for k, v in given.items()})
+    _check_shape(arch, resolved, has_head_dim=bool(fields.get("head_dim")))
     try:
         config = type(defaults)(**fields)
     except Exception as exc:  # transformers' strict config validation: a multi-line message, the cause last
@@ -82,15 +75,12 @@ def build_config(arch: str | None = None, config_file: str | Path | None = None,
     return config, dtype
 
 
-def _check_bloom_limits(given: dict, fields: dict, defaults):
-    heads = given.get("heads", fields.get("n_head", defaults.n_head))
-    if given.get("kv_heads", heads) != heads:
-        raise ZooinferError(f"bloom has no grouped-query attention: --kv-heads {given['kv_heads']} must equal "
-                            f"the {heads} heads (or be left out)")
-    hidden = given.get("hidden", fields.get("hidden_size", defaults.hidden_size))
-    if given.get("intermediate", 4 * hidden) != 4 * hidden:
-        raise ZooinferError(f"bloom's MLP is 4 x hidden = {4 * hidden} wide; --intermediate {given['intermediate']} "
-                            "cannot change it (leave it out)")
+def _fold_aliases(fields: dict, shape_field_names, config_aliases: dict) -> dict:
+    """config.json spellings of a shape field (BLOOM's n_embed or num_hidden_layers) renamed to the field the
+    config class takes, as transformers' attribute_map would: two names are one field when the family's
+    config_aliases map them to the same key."""
+    canonical = {config_aliases.get(name, name): name for name in shape_field_names}
+    return {canonical.get(config_aliases.get(k, k), k): v for k, v in fields.items()}
 
 
 def _check_shape(arch: str, shape: dict, has_head_dim: bool):

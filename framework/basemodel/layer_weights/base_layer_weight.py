@@ -10,10 +10,17 @@ import torch
 class TensorSpec:
     """One checkpoint tensor: its Hugging Face name, full (unsplit) shape, and the dimension split across
     tensor-parallel ranks: 0 splits output features (q/k/v, gate/up), 1 splits input features (o, down),
-    None replicates it (norms, biases of input-split layers)."""
+    None replicates it (norms, biases of input-split layers). `transform` names a registered weight transform
+    (transpose, rows, or one a plugin adds) applied with `transform_args` as the tensor is read; `shape` is the
+    shape after it. Several specs may read one checkpoint tensor (a fused tensor taken apart with "rows").
+    `kv_heads` marks a key/value projection split by heads: with fewer heads than ranks each rank gets a copy
+    of the heads it shares (see _rank_slice)."""
     hf_name: str
     shape: tuple
     split_dim: int | None = None
+    transform: str | None = None
+    transform_args: tuple = ()
+    kv_heads: bool = False
 
 
 def weight_and_bias(attr: str, hf_prefix: str, shape: tuple, split_dim: int | None = None) -> dict:
@@ -34,8 +41,12 @@ class BaseLayerWeight:
         self.dtype = dtype
         self.device = device
         self._specs = self.tensor_specs()
-        self._by_name = {spec.hf_name: spec for specs in self._specs.values() for spec in specs}
-        self._loaded: dict[str, torch.Tensor] = {}
+        self._by_name: dict[str, list[tuple[str, int]]] = {}  # checkpoint name -> (attribute, index) reading it
+        for attr, specs in self._specs.items():
+            for i, spec in enumerate(specs):
+                self._by_name.setdefault(spec.hf_name, []).append((attr, i))
+        self._transforms = self._resolve_transforms()
+        self._loaded: dict[tuple[str, int], torch.Tensor] = {}
         self._shape_errors: dict[str, str] = {}
 
     def tensor_specs(self) -> dict[str, list[TensorSpec]]:
@@ -44,25 +55,55 @@ class BaseLayerWeight:
     def wanted_names(self):
         return self._by_name.keys()
 
-    def load_hf_weight(self, name: str, tensor: torch.Tensor) -> None:
-        spec = self._by_name[name]
-        if tuple(tensor.shape) != tuple(spec.shape):
-            self._shape_errors[name] = f"{name} has shape {tuple(tensor.shape)}, expected {tuple(spec.shape)}"
-            return
-        self._loaded[name] = self._rank_slice(tensor, spec.split_dim).to(self.device, self.dtype)
+    def _resolve_transforms(self) -> dict:
+        names = {spec.transform for specs in self._specs.values() for spec in specs if spec.transform}
+        if not names:
+            return {}
+        from zooinfer.plugin_manager import weight_transform_registry
+        registry = weight_transform_registry()
+        return {name: registry.get(name) for name in names}
 
-    def _rank_slice(self, tensor: torch.Tensor, split_dim: int | None) -> torch.Tensor:
-        if split_dim is None or self.world_size == 1:
+    def load_hf_weight(self, name: str, tensor: torch.Tensor) -> None:
+        for attr, i in self._by_name[name]:
+            spec = self._specs[attr][i]
+            if spec.transform:
+                try:
+                    tensor_in = self._transforms[spec.transform](tensor, *spec.transform_args)
+                except Exception as exc:
+                    self._shape_errors[name] = f"{name}: weight transform {spec.transform!r} failed: {exc}"
+                    return
+            else:
+                tensor_in = tensor
+            if tuple(tensor_in.shape) != tuple(spec.shape):
+                after = f" after {spec.transform}" if spec.transform else ""
+                self._shape_errors[name] = f"{name} has shape {tuple(tensor_in.shape)}{after}, expected {tuple(spec.shape)}"
+                return
+            self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
+
+    def _rank_slice(self, tensor: torch.Tensor, spec: TensorSpec) -> torch.Tensor:
+        if spec.split_dim is None or self.world_size == 1:
             return tensor
-        return tensor.chunk(self.world_size, dim=split_dim)[self.tp_rank]
+        if spec.kv_heads:
+            return self._kv_head_slice(tensor, spec.split_dim)
+        return tensor.chunk(self.world_size, dim=spec.split_dim)[self.tp_rank]
+
+    def _kv_head_slice(self, tensor: torch.Tensor, split_dim: int) -> torch.Tensor:
+        """The KV heads this rank's query heads read. With at least as many KV heads as ranks that is an even
+        split; with fewer (kv < tp, tp a multiple of kv) each KV head is replicated on tp / kv consecutive ranks,
+        matching the query heads those ranks hold (as LightLLM and vLLM do)."""
+        kv_heads = self.config["num_key_value_heads"]
+        if kv_heads >= self.world_size:
+            return tensor.chunk(self.world_size, dim=split_dim)[self.tp_rank]
+        return tensor.chunk(kv_heads, dim=split_dim)[self.tp_rank * kv_heads // self.world_size]
 
     def verify(self) -> list[str]:
         """Every problem with what was loaded: mis-shaped and missing tensors, by name."""
-        missing = [f"missing {name}" for name in self._by_name if name not in self._loaded | self._shape_errors.keys()]
+        missing = [f"missing {name}" for name, readers in self._by_name.items()
+                   if name not in self._shape_errors and any(key not in self._loaded for key in readers)]
         return list(self._shape_errors.values()) + missing
 
     def finish(self) -> None:
         """Builds the attributes (fusing where a spec list has several tensors) and frees the staging area."""
         for attr, specs in self._specs.items():
-            parts = [self._loaded.pop(spec.hf_name) for spec in specs]
+            parts = [self._loaded.pop((attr, i)) for i in range(len(specs))]
             setattr(self, attr, parts[0].contiguous() if len(parts) == 1 else torch.cat(parts, dim=0))

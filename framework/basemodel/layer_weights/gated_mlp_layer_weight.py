@@ -25,10 +25,11 @@ class GatedMLPTransformerLayerWeight(TransformerLayerWeight):
         hidden, d = c["hidden_size"], c["head_dim"]
         q_out, kv_out = c["num_attention_heads"] * d, c["num_key_value_heads"] * d
         projections = (("q", q_out), ("k", kv_out), ("v", kv_out))
-        specs = {"qkv_proj": [TensorSpec(f"{p}{n}_proj.weight", (o, hidden), 0) for n, o in projections],
+        specs = {"qkv_proj": [TensorSpec(f"{p}{n}_proj.weight", (o, hidden), 0, kv_heads=n != "q")
+                              for n, o in projections],
                  "o_proj": [TensorSpec(f"{p}o_proj.weight", (hidden, q_out), 1)]}
         if c.get("attention_bias"):
-            specs["qkv_bias"] = [TensorSpec(f"{p}{n}_proj.bias", (o,), 0) for n, o in projections]
+            specs["qkv_bias"] = [TensorSpec(f"{p}{n}_proj.bias", (o,), 0, kv_heads=n != "q") for n, o in projections]
             specs["o_bias"] = [TensorSpec(f"{p}o_proj.bias", (hidden,))]
         return specs
 
