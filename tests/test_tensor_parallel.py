@@ -9,6 +9,7 @@ import torch
 from transformers import LlamaConfig
 
 from hf_reference import save_random_model
+from zoo_parity import save_tiny
 from zooinfer.engine.loading import read_config
 from zooinfer.errors import ZooinferError
 from zooinfer.models.llama import LlamaTpPartModel
@@ -20,10 +21,11 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 PROMPTS, STEPS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], list(range(20, 40))], 4
 
 
-def build(model_dir, rank=0, world=1, model_type="llama"):
-    return model_registry().get(model_type)(model_dir, read_config(Path(model_dir)), TorchBackend(torch.device("cpu")),
-                                            torch.float32, kv_cache_tokens=256, max_requests=len(PROMPTS),
-                                            tp_rank=rank, world_size=world)
+def build(model_dir, rank=0, world=1):
+    config = read_config(Path(model_dir))
+    return model_registry().get(config["model_type"])(model_dir, config, TorchBackend(torch.device("cpu")),
+                                                      torch.float32, kv_cache_tokens=256, max_requests=len(PROMPTS),
+                                                      tp_rank=rank, world_size=world)
 
 
 def _rank(model_dir, rank, world, port, results):
@@ -65,9 +67,23 @@ def test_tp2_matches_one_rank(kv_heads, bias, tmp_path):
     """kv=1 on 2 ranks: both hold the one KV head (and its bias); kv=2: one each."""
     cfg = {**LlamaTpPartModel.tiny_configs["gqa"], "num_key_value_heads": kv_heads, "attention_bias": bias}
     save_random_model(LlamaConfig(**cfg), tmp_path)
-    single = zooinfer_greedy(build(tmp_path), PROMPTS, STEPS)
-    outs = run_ranks(tmp_path, 2)
-    for rank, tokens, logits in outs:
+    assert_two_ranks_match_one(tmp_path)
+
+
+@pytest.mark.parametrize("model_type, name, overrides", [
+    ("gemma2", "gqa_all_sliding", {}),  # sandwich norms, windows, softcaps
+    ("phi3", "gqa", dict(num_key_value_heads=1)),  # fused qkv_proj taken apart per block, its one KV head copied
+    ("gpt_neox", "parallel_residual", {}),  # per-head fused qkv, two all-reduces per parallel layer
+    ("gpt2", "base", {}),  # Conv1D c_attn taken apart per block, wpe
+])
+def test_tp2_matches_one_rank_for_each_family(model_type, name, overrides, tmp_path):
+    save_tiny(model_registry().get(model_type), name, tmp_path, **overrides)
+    assert_two_ranks_match_one(tmp_path)
+
+
+def assert_two_ranks_match_one(model_dir):
+    single = zooinfer_greedy(build(model_dir), PROMPTS, STEPS)
+    for rank, tokens, logits in run_ranks(model_dir, 2):
         assert tokens is not None, logits
         assert tokens == single.tokens, rank
         torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)
