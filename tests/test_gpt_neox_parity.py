@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 @pytest.mark.parametrize("name", GPTNeoXTpPartModel.tiny_configs)
 def test_greedy_and_logprobs_match_transformers(name, tmp_path):
     hf = save_tiny(GPTNeoXTpPartModel, name, tmp_path)
-    assert_matches(hf, LLM(str(tmp_path)))
+    assert_matches(hf, LLM(str(tmp_path), strict=True))  # strict: every checkpoint tensor is read
 
 
 def test_pythia_layout(tmp_path):
@@ -38,7 +38,7 @@ def test_pythia_layout(tmp_path):
     del config["rope_parameters"]
     config.update(rotary_pct=0.5, rotary_emb_base=500)
     (out / "config.json").write_text(json.dumps(config))
-    assert_matches(hf, LLM(str(out)))
+    assert_matches(hf, LLM(str(out), strict=True))
 
 
 @pytest.mark.parametrize("name", ["parallel_residual", "sequential_residual"])

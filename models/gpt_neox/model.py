@@ -60,7 +60,7 @@ class GPTNeoXTpPartModel(TpPartBaseModel):
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
             raise ZooinferError(f"{self.model_dir / 'config.json'}: gpt_neox rotary_pct (partial_rotary_factor) "
                                 f"must be a number in (0, 1], got {fraction!r}")
-        self.rotary = Rotary(self.hf_config, self.device, "gpt_neox")
+        self.rotary = Rotary(self.hf_config, self.device, "gpt_neox", partial=True)
         c["rotary_dim"] = self.rotary.rotary_dim
 
     def supports_cuda_graph(self) -> bool:
