@@ -35,7 +35,8 @@ def test_batch_equals_single(tmp_path):
                                              ({"use_bidirectional_attention": True}, "use_bidirectional_attention"),
                                              ({"layer_types": ["sliding_attention", "chunked_attention"]},
                                               "layer_types"),
-                                             ({"layer_types": ["full_attention"]}, "layer_types")])
+                                             ({"layer_types": ["full_attention"]}, "layer_types"),
+                                             ({"sliding_window": 0}, "sliding_window")])
 def test_unsupported_config_is_one_clear_error(change, culprit, tmp_path):
     save_tiny(Gemma2TpPartModel, "alternating_window", tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
