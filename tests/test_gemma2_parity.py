@@ -2,13 +2,18 @@
 the prompts, softcapping on and off, query_pre_attn_scalar, exact and tanh GeGLU, tied and untied lm_head);
 float32."""
 import json
+import types
 
 import pytest
+import torch
+from transformers.models.gemma2.modeling_gemma2 import Gemma2TextScaledWordEmbedding
 
 from zoo_parity import assert_batch_equals_single, assert_matches, save_tiny
 from zooinfer import LLM
 from zooinfer.errors import ZooinferError
 from zooinfer.models.gemma2 import Gemma2TpPartModel
+from zooinfer.models.gemma2.layer_infer.pre_layer_infer import Gemma2PreLayerInfer
+from zooinfer.plugins.torch_backend.backend import TorchBackend
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -24,6 +29,21 @@ def test_layers_follow_layer_types(tmp_path):
     layers = LLM(str(tmp_path)).model.layers_infer
     assert [layer.sliding_window for layer in layers] == [8, None, 8]  # transformers' default: even layers slide
     assert all(layer.softcap == 50.0 and layer.scale == 256 ** -0.5 for layer in layers)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_embedding_scale_matches_transformers_in_every_dtype(dtype):
+    """transformers scales by sqrt(hidden) cast to the weight dtype first (sqrt(3072) = 55.43 is 55.5 in
+    bfloat16): the same bits as its own embedding module, on a random table."""
+    torch.manual_seed(0)
+    hf = Gemma2TextScaledWordEmbedding(8, 3072, padding_idx=0, embed_scale=3072 ** 0.5).to(dtype)
+    ids = torch.tensor([1, 5, 7, 0], dtype=torch.int32)
+    pre = Gemma2PreLayerInfer({"hidden_size": 3072}, TorchBackend(torch.device("cpu")))
+    ours = pre.context_forward(ids, None, types.SimpleNamespace(embed_tokens=hf.weight.detach()))
+    with torch.no_grad():
+        assert torch.equal(ours, hf(ids.long()))
+    if dtype != torch.float32:  # the test can tell: scaling by the unrounded factor gives other bits
+        assert not torch.equal(ours, (hf.weight[ids.long()] * 3072 ** 0.5).to(dtype))
 
 
 def test_batch_equals_single(tmp_path):

@@ -5,7 +5,7 @@ from zooinfer.basemodel import PreLayerInfer
 
 class Gemma2PreLayerInfer(PreLayerInfer):
     """The embedding scaled by sqrt(hidden_size), that factor rounded to the run dtype first as transformers does
-    (sqrt(2304) = 48.0 becomes 48.0 in bfloat16, but sqrt(3584) = 59.87 becomes 60.0)."""
+    (in bfloat16 sqrt(3072) = 55.43 becomes 55.5, sqrt(3584) = 59.87 becomes 59.75)."""
 
     def __init__(self, network_config, ops, tp_rank=0, world_size=1):
         super().__init__(network_config, ops, tp_rank, world_size)
