@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_random_model_parser(sub) -> None:
     rand = sub.add_parser("random-model", help="write a seeded random Hugging Face-format model")
     rand.add_argument("out_dir", metavar="OUT_DIR", help="a new (or empty) directory")
-    rand.add_argument("--arch", default=None, help="llama or bloom (or the `arch:` of --config)")
+    rand.add_argument("--arch", default=None,
+                      help="any registered model type (`zooinfer plugins`), or the `arch:` of --config")
     rand.add_argument("--config", default=None, metavar="YAML", help="model shape file, e.g. configs/tiny-llama.yaml")
     for option, text in (("hidden", "hidden size"), ("layers", "layers"), ("heads", "attention heads"),
                          ("kv-heads", "key-value heads"), ("intermediate", "MLP width"), ("vocab", "vocabulary size"),

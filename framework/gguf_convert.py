@@ -1,4 +1,4 @@
-"""Convert a llama-architecture GGUF file into a Hugging Face model directory.
+"""Convert a llama-, qwen2- or qwen3-architecture GGUF file into a Hugging Face model directory.
 
 Why a conversion rather than loading GGUF directly: every model in zooinfer loads Hugging Face
 names from safetensors, so one converter (cached by ``zooinfer.model_source``) lets a GGUF run
@@ -30,8 +30,15 @@ _BLOCK = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
     "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
+    "ffn_norm": "post_attention_layernorm", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
 }
+
+
+# GGUF architecture -> (HF model_type, HF architecture, whether q/k rows were permuted for GGML's rope).
+# llama.cpp writes Mistral checkpoints as "llama" (without their sliding window, which it does not run either);
+# Qwen2/3 use GGML's NEOX rope, which is HF's rotate-half, so their q/k are stored as they are.
+_ARCHS = {"llama": ("llama", "LlamaForCausalLM", True), "qwen2": ("qwen2", "Qwen2ForCausalLM", False),
+          "qwen3": ("qwen3", "Qwen3ForCausalLM", False)}
 _BLK_RE = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)$")
 
 
@@ -75,18 +82,19 @@ def _llama3_rope_scaling(freqs: np.ndarray, theta: float, head_dim: int) -> dict
     raise ZooinferError("unsupported rope_freqs tensor (not standard Llama 3 rope scaling)")
 
 
-def _config(meta: dict, shapes: dict, names: set) -> dict:
-    """HF LlamaConfig fields from GGUF metadata (``llama.*`` keys) and tensor shapes."""
+def _config(meta: dict, shapes: dict, names: set, arch: str = "llama") -> dict:
+    """HF config fields from GGUF metadata (``{arch}.*`` keys) and tensor shapes."""
     def get(key, default=None):
-        return meta.get(f"llama.{key}", default)
+        return meta.get(f"{arch}.{key}", default)
 
     if get("expert_count"):
-        raise ZooinferError(f"mixture-of-experts llama (expert_count={get('expert_count')}) is not supported")
+        raise ZooinferError(f"mixture-of-experts {arch} (expert_count={get('expert_count')}) is not supported")
+    model_type, architecture, _ = _ARCHS[arch]
     heads = int(get("attention.head_count"))
     hidden = int(get("embedding_length"))
     head_dim = int(get("attention.key_length", hidden // heads))
     cfg = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "float32",
+        "architectures": [architecture], "model_type": model_type, "torch_dtype": "float32",
         "hidden_act": "silu",
         "hidden_size": hidden,
         "intermediate_size": int(get("feed_forward_length")),
@@ -99,11 +107,15 @@ def _config(meta: dict, shapes: dict, names: set) -> dict:
         "max_position_embeddings": int(get("context_length", 2048)),
         "vocab_size": int(shapes["model.embed_tokens.weight"][0]),
         "tie_word_embeddings": "lm_head.weight" not in names,
-        "attention_bias": "model.layers.0.self_attn.q_proj.bias" in names,
-        "mlp_bias": "model.layers.0.mlp.up_proj.bias" in names,
     }
+    if arch == "qwen2":  # q/k/v biases are part of the architecture; no sliding window in llama.cpp's files
+        cfg["use_sliding_window"] = False
+    else:
+        cfg["attention_bias"] = "model.layers.0.self_attn.q_proj.bias" in names
+    if arch == "llama":
+        cfg["mlp_bias"] = "model.layers.0.mlp.up_proj.bias" in names
     if int(get("rope.dimension_count", head_dim)) != head_dim:
-        raise ZooinferError("partial rotary (rope.dimension_count != head_dim) is not llama")
+        raise ZooinferError(f"partial rotary (rope.dimension_count != head_dim) is not {arch}")
     kind, factor = get("rope.scaling.type"), get("rope.scaling.factor") or get("rope.scale_linear")
     if kind in ("linear", "yarn") or (kind is None and factor):
         cfg["rope_scaling"] = {"rope_type": kind or "linear", "factor": _clean_float(factor)}
@@ -120,7 +132,7 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
 
     Everything is written into a temporary sibling directory that is renamed into place only when
     complete, so an interrupted conversion never leaves a half-written model behind.
-    Raises ZooinferError for a non-llama or unreadable GGUF, FileExistsError if out_dir exists.
+    Raises ZooinferError for an unsupported architecture or an unreadable GGUF, FileExistsError if out_dir exists.
     """
     import gguf  # local imports: only a conversion pays for them
     from safetensors.numpy import save_file
@@ -136,13 +148,14 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     except Exception as e:  # the reader raises assorted errors on corrupt/truncated files
         raise ZooinferError(f"{src}: not a readable GGUF file ({type(e).__name__}: {e})") from e
     arch = meta.get("general.architecture")
-    if arch != "llama":
-        raise ZooinferError(f"{src}: GGUF architecture {arch!r} is not supported (only 'llama')")
+    if arch not in _ARCHS:
+        raise ZooinferError(f"{src}: GGUF architecture {arch!r} is not supported (only {', '.join(map(repr, _ARCHS))})")
+    permuted = _ARCHS[arch][2]
 
     try:
         names = {h: t for t in reader.tensors if (h := _hf_name(t.name))}
         shapes = {h: tuple(int(d) for d in reversed(t.shape)) for h, t in names.items()}
-        cfg = _config(meta, shapes, set(names))
+        cfg = _config(meta, shapes, set(names), arch)
         heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
         mapped = {t.name for t in names.values()}
         for t in reader.tensors:
@@ -151,16 +164,16 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
                     np.asarray(t.data, np.float32), cfg["rope_theta"], cfg["head_dim"])
                 logger.info("%s: dropped rope_freqs (encoded as rope_scaling llama3)", src.name)
             elif t.name not in mapped:
-                raise ZooinferError(f"tensor {t.name!r} has no Hugging Face llama counterpart")
+                raise ZooinferError(f"tensor {t.name!r} has no Hugging Face {arch} counterpart")
         tensors = {}
         bar = tqdm(names.items(), desc=f"converting {src.name}", unit="tensor",
                    disable=not sys.stderr.isatty())
         for hf, t in bar:
             w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
             w = w.reshape(shapes[hf])
-            if ".q_proj." in hf:
+            if permuted and ".q_proj." in hf:
                 w = _unpermute(w, heads)
-            elif ".k_proj." in hf:
+            elif permuted and ".k_proj." in hf:
                 w = _unpermute(w, kv_heads)
             tensors[hf] = np.ascontiguousarray(w)
     except ZooinferError as e:

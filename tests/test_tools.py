@@ -9,6 +9,7 @@ import torch
 
 from zooinfer import cli
 from zooinfer.errors import ZooinferError
+from zooinfer.plugin_manager import model_registry
 from zooinfer.tools.compare import compare
 from zooinfer.tools.random_model import random_model
 
@@ -43,6 +44,16 @@ def test_random_model_then_compare(arch, tmp_path, capsys):
     assert code == 0, stderr
     assert "greedy tokens agree: 8/8" in stdout and stdout.rstrip().endswith("OK")
     assert "transformers" in stdout and "zooinfer" in stdout and "prefill ms" in stdout
+
+
+@pytest.mark.parametrize("arch", model_registry().names())
+def test_every_registered_model_type_builds_and_compares(arch, tmp_path):
+    """random-model reads the family's declaration (config class, shape fields): no list in the framework."""
+    random_model(tmp_path / arch, arch=arch, layers=1, hidden=32, vocab=128, seed=1)
+    config = json.loads((tmp_path / arch / "config.json").read_text())
+    assert config["model_type"] == arch
+    result = compare(str(tmp_path / arch), prompt_len=5, batch_size=2, steps=3, warmup=0)
+    assert result.passed, result.failure()
 
 
 def test_shape_options_without_config(tmp_path):

@@ -8,6 +8,7 @@ from hf_reference import assert_greedy_matches, save_random_model
 import test_bloom_parity as bloom
 from test_llama_parity import CONFIGS, PROMPTS
 from triton_mode import import_kernels, interpreter
+from test_family_parity import save_tiny
 from zooinfer import LLM, SamplingParams
 
 import_kernels()
@@ -15,6 +16,9 @@ DEVICE = "cpu" if not torch.cuda.is_available() else "cuda"
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0, logprobs=0, ignore_eos=True)
 LLAMA_CASES = ["gqa", "mqa", "head_dim_from_config", "attention_and_mlp_bias", "rope_llama3"]
 BLOOM_CASES = ["heads3", "heads5_post", "heads12", "untied_lm_head"]  # ALiBi slopes of odd head counts, both residuals
+# Sliding windows shorter than the prompts (every layer, upper layers only), q/k norms with an explicit head_dim.
+FAMILY_CASES = [("mistral", "sliding_window_1"), ("qwen2", "sliding_window_upper_layers"),
+                ("qwen3", "head_dim_not_hidden_over_heads")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,3 +46,8 @@ def test_llama_through_triton_kernels(name, tmp_path):
 def test_bloom_through_triton_kernels(name, tmp_path):
     hf = save_random_model(BloomConfig(**bloom.CONFIGS[name]), tmp_path)
     run_and_compare(hf, tmp_path)
+
+
+@pytest.mark.parametrize("model_type, name", FAMILY_CASES)
+def test_families_through_triton_kernels(model_type, name, tmp_path):
+    run_and_compare(save_tiny(model_type, name, tmp_path), tmp_path)

@@ -2,6 +2,8 @@
 transformers config class and its defaults, and swaps only the parts that differ."""
 from __future__ import annotations
 
+from zooinfer.errors import ZooinferError
+
 from .basemodel import TpPartBaseModel
 from .layer_infer import PreLayerInfer
 from .layer_infer.gated_mlp_layer_infer import GatedMLPTransformerLayerInfer, check_gated_activation
@@ -31,9 +33,27 @@ class DecoderTpPartModel(TpPartBaseModel):
             c.setdefault(key, default)
         family = self.hf_config_class.removesuffix("Config").lower()
         check_gated_activation(c["hidden_act"], family)
-        self.hf_config = build_hf_config(self.hf_config_class_object(), c, family)
+        self.hf_config = build_hf_config(self.hf_config_class_object(), c, family,
+                                         self.model_dir / "config.json")
         self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
         c["rotary_dim"] = self.rotary.rotary_dim
+
+    def _init_custom(self):
+        for layer, window in zip(self.layers_infer, self.layer_sliding_windows()):
+            layer.sliding_window = window
+
+    def layer_sliding_windows(self) -> list:
+        """Each layer's sliding window, as transformers applies it: config.sliding_window on every layer
+        (Mistral), or only on the layers whose layer_types entry is "sliding_attention" (Qwen2/3 build it from
+        use_sliding_window and max_window_layers); None where attention is full."""
+        window = getattr(self.hf_config, "sliding_window", None)
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: sliding_window must be a positive integer or "
+                                f"null, got {window!r}")
+        layer_types = getattr(self.hf_config, "layer_types", None)
+        if window is None or layer_types is None:
+            return [window] * self.config["num_hidden_layers"]
+        return [window if kind == "sliding_attention" else None for kind in layer_types]
 
     def max_context_length(self) -> int:
         # Dynamic NTK scaling exists to run past the trained length: up to `factor` times it.

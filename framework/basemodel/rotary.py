@@ -24,13 +24,14 @@ def _rope_init(hf_config, rope_type: str, partial: bool, seq_len: int | None = N
     return ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu", seq_len=seq_len)
 
 
-def build_hf_config(hf_config_class, config: dict, family: str):
-    """The family's transformers config object for `config`, its validation errors as one line."""
+def build_hf_config(hf_config_class, config: dict, family: str, source):
+    """The family's transformers config object for `config` (read from `source`), its validation errors as
+    one line."""
     try:
         return hf_config_class(**config)
     except Exception as exc:  # transformers validates fields (types, rope parameters) with multi-line errors
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        raise ZooinferError(f"invalid {family} config: {lines[-1]}") from None  # the cause comes last
+        raise ZooinferError(f"{source}: invalid {family} config: {lines[-1]}") from None  # the cause comes last
 
 
 class Rotary:
@@ -65,7 +66,8 @@ class Rotary:
         elif self.rope_type == "longrope":
             original = self.hf_config.rope_parameters["original_max_position_embeddings"]
             if self._long_inv_freq is None:
-                self._long_inv_freq = _rope_init(self.hf_config, "longrope", self.partial, original + 1)[0].to(self.device)
+                long_inv_freq = _rope_init(self.hf_config, "longrope", self.partial, original + 1)[0]
+                self._long_inv_freq = long_inv_freq.to(self.device)
             self.inv_freq = self._long_inv_freq if seq_len > original else self.original_inv_freq
 
     def cos_sin(self, positions: torch.Tensor, seq_len: int):

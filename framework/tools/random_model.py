@@ -56,6 +56,9 @@ def build_config(arch: str | None = None, config_file: str | Path | None = None,
     given = {k: v for k, v in shape.items() if v is not None}
     if not config_file:
         given = {**{k: v for k, v in TINY_SHAPE.items() if k in shape_fields}, **given}
+    if "kv_heads" in shape_fields and "heads" in given and "kv_heads" not in given \
+            and shape_fields["kv_heads"] not in fields:  # not the class default (Mistral's 8) for other head counts
+        given["kv_heads"] = given["heads"]
     defaults = cls.hf_config_class_object()()
     # kv heads and the context length may stay unset: transformers then derives them
     resolved = {k: given.get(k, fields.get(f, None if k in ("kv_heads", "max_pos") else getattr(defaults, f)))

@@ -30,7 +30,8 @@ class BloomTpPartModel(TpPartBaseModel):
     base_model_prefix = "transformer"  # bigscience's own checkpoints name tensors "h.0....", not "transformer.h.0...."
     hf_config_class = "BloomConfig"
     # No grouped-query attention, a fixed 4 x hidden MLP, and ALiBi, so its only length is seq_length.
-    shape_fields = dict(hidden="hidden_size", layers="n_layer", heads="n_head", vocab="vocab_size", max_pos="seq_length")
+    shape_fields = dict(hidden="hidden_size", layers="n_layer", heads="n_head", vocab="vocab_size",
+                        max_pos="seq_length")
     # Head counts powers of two and not (the ALiBi slopes), both residual modes, untied lm_head, epsilon.
     tiny_configs = {"heads1": _tiny(n_head=1), "heads2_post": _tiny(n_head=2, **_POST), "heads3": _tiny(n_head=3),
                     "heads4": _tiny(n_head=4), "heads5_post": _tiny(n_head=5, **_POST), "heads6": _tiny(n_head=6),

@@ -52,8 +52,3 @@ class Gemma2TpPartModel(DecoderTpPartModel):
         if c.get("use_bidirectional_attention"):
             raise ZooinferError(f"{self.model_dir / 'config.json'}: gemma2 use_bidirectional_attention (an "
                                 f"encoder) is not supported")
-        c["layer_types"] = list(self.hf_config.layer_types)  # transformers fills in the alternating default
-        window = c["sliding_window"]  # transformers accepts 0 and negative windows
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-            raise ZooinferError(f"{self.model_dir / 'config.json'}: gemma2 sliding_window must be a positive "
-                                f"integer or null, got {window!r}")

@@ -55,7 +55,8 @@ class GPTNeoXTpPartModel(TpPartBaseModel):
         c["num_key_value_heads"] = heads  # no grouped-query attention
         c["gelu_approximate"] = gelu_approximation("gpt_neox", "hidden_act", c["hidden_act"])
         # transformers reads the legacy rotary_pct / rotary_emb_base into rope_parameters
-        self.hf_config = build_hf_config(self.hf_config_class_object(), c, "gpt_neox")
+        self.hf_config = build_hf_config(self.hf_config_class_object(), c, "gpt_neox",
+                                         self.model_dir / "config.json")
         fraction = self.hf_config.rope_parameters.get("partial_rotary_factor", 1.0)
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
             raise ZooinferError(f"{self.model_dir / 'config.json'}: gpt_neox rotary_pct (partial_rotary_factor) "

@@ -1,5 +1,4 @@
 from zooinfer.basemodel.decoder_model import DecoderTpPartModel
-from zooinfer.errors import ZooinferError
 
 from .layer_weights.transformer_layer_weight import Phi3TransformerLayerWeight
 
@@ -30,15 +29,3 @@ class Phi3TpPartModel(DecoderTpPartModel):
                          original_max_position_embeddings=64, max_position_embeddings=256),
         "tied_embeddings": dict(tie_word_embeddings=True),
     }.items()}
-
-    def _init_config(self):
-        super()._init_config()
-        window = self.config["sliding_window"]  # transformers accepts 0 and negative windows
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-            raise ZooinferError(f"{self.model_dir / 'config.json'}: phi3 sliding_window must be a positive integer "
-                                f"or null, got {window!r}")
-
-    def _init_custom(self):
-        super()._init_custom()
-        for layer in self.layers_infer:
-            layer.sliding_window = self.config["sliding_window"]

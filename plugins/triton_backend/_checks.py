@@ -82,3 +82,11 @@ def check_attention(op: str, q, kv_cache, req_to_token, alibi_slopes, batch: dic
         check_shape(op, "alibi_slopes", alibi_slopes, (q_heads,))
     check_same_device(op, q=q, kv_cache=kv_cache, req_to_token=req_to_token, alibi_slopes=alibi_slopes, **batch)
     return kv_heads, q_heads // kv_heads
+
+
+def check_window_softcap(op: str, sliding_window, softcap):
+    if sliding_window is not None and (not isinstance(sliding_window, int) or isinstance(sliding_window, bool)
+                                       or sliding_window < 1):
+        fail(op, f"sliding_window must be a host int >= 1 or None, got {sliding_window!r}")
+    if softcap is not None and not (isinstance(softcap, (int, float)) and softcap > 0):
+        fail(op, f"softcap must be a positive float or None, got {softcap!r}")

@@ -28,12 +28,20 @@ def block_scores(q, k, DOT_F32: tl.constexpr):
 
 
 @triton.jit
+def softcap_scores(qk, cap_log2):
+    """Log2-domain scores capped as cap * tanh(s / cap) in the natural domain (cap_log2 = cap * log2(e));
+    tanh(x) = 2 sigmoid(2x) - 1, written with exp so that the interpreter runs it too."""
+    return cap_log2 * (2.0 / (1.0 + tl.exp(-2.0 * qk / cap_log2)) - 1.0)
+
+
+@triton.jit
 def online_softmax_step(qk, v, m_i, l_i, acc, DOT_F32: tl.constexpr):
     """Folds a block of masked log2-domain scores qk [M, N] and its values v [N, D] into (m_i, l_i, acc).
-    Every row of qk must hold at least one finite score, so that m_new is finite."""
+    A row with no finite score yet (a sliding window starts further on) stays at zero weight."""
     m_new = tl.maximum(m_i, max_(qk, axis=1))
-    alpha = tl.exp2(m_i - m_new)
-    p = tl.exp2(qk - m_new[:, None])
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # -inf - -inf would be NaN
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(qk - m_safe[:, None])
     l_i = l_i * alpha + sum_(p, axis=1)
     if DOT_F32:
         acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")

@@ -40,8 +40,8 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import activation, context_attention, gelu, norm, rotary, store_kv, token_attention
-        self._norm, self._rotary, self._activation, self._gelu = norm, rotary, activation, gelu
+        from . import activation, context_attention, norm, rotary, store_kv, token_attention
+        self._norm, self._rotary, self._activation = norm, rotary, activation
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
     def rmsnorm(self, x, weight, eps, residual=None):
@@ -57,27 +57,21 @@ class TritonBackend(TorchBackend):
         return self._activation.silu_and_mul(x)
 
     def gelu(self, x, approximate="tanh"):
-        return self._gelu.gelu(x, approximate)
+        return self._activation.gelu(x, approximate)
 
     def gelu_and_mul(self, x, approximate="tanh"):
-        return self._gelu.gelu_and_mul(x, approximate)
+        return self._activation.gelu_and_mul(x, approximate)
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
                           max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
-        if sliding_window is not None or softcap is not None:
-            return super().context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                             b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
-                                             softcap)
         return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
-                                               b_ready_cache_len, max_new_len, scale, alibi_slopes)
+                                               b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
+                                               softcap)
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
                         sliding_window=None, softcap=None):
-        if sliding_window is not None or softcap is not None:
-            return super().token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes, sliding_window, softcap)
         return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes)
+                                           alibi_slopes, sliding_window, softcap)

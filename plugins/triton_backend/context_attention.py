@@ -6,8 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._checks import check_attention, fail, interpreted
-from ._flash import block_scores, load_kv_block, online_softmax_step
+from ._checks import check_attention, check_window_softcap, fail, interpreted
+from ._flash import block_scores, load_kv_block, online_softmax_step, softcap_scores
 
 LOG2E = 1.4426950408889634
 
@@ -15,9 +15,9 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _context_attention_kernel(
         q_ptr, kv_ptr, out_ptr, req_to_token_ptr, b_req_idx_ptr, b_start_loc_ptr, b_seq_len_ptr, b_ready_ptr,
-        slopes_ptr, scale_log2, stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh, stride_req,
-        N_REP, HK, D, HAS_ALIBI: tl.constexpr, DOT_F32: tl.constexpr,
-        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        slopes_ptr, scale_log2, window, cap_log2, stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh, stride_req,
+        N_REP, HK, D, HAS_ALIBI: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
+        DOT_F32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
     head = tl.program_id(1)
     m_start = tl.program_id(2) * BLOCK_M
@@ -45,20 +45,28 @@ def _context_attention_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.full([BLOCK_M], 0.0, tl.float32)
     acc = tl.full([BLOCK_M, BLOCK_D], 0.0, tl.float32)
-    # Causal: no query of this block sees a key past its last position.
+    # Causal: no query of this block sees a key past its last position, nor, with a window, one before the
+    # window of its first query (the loop starts at that key's block).
     end = tl.minimum(seq_len, ready + m_start + BLOCK_M)
-    for n_start in range(0, end, BLOCK_N):
+    begin = 0
+    if HAS_WINDOW:
+        begin = tl.maximum(ready + m_start - window + 1, 0) // BLOCK_N * BLOCK_N
+    for n_start in range(begin, end, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
         k, v = load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask)
         qk = block_scores(q, k, DOT_F32) * scale_log2
+        if HAS_SOFTCAP:
+            qk = softcap_scores(qk, cap_log2)
         rel = offs_n[None, :] - q_pos[:, None]
         if HAS_ALIBI:
             qk += slope * rel.to(tl.float32)
-        qk = tl.where((rel <= 0) & n_mask[None, :], qk, float("-inf"))
-        # Key 0 is in the first block and visible to every query, so every row has a finite score.
+        visible = (rel <= 0) & n_mask[None, :]
+        if HAS_WINDOW:
+            visible = visible & (rel > -window)
+        qk = tl.where(visible, qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc, DOT_F32)
-    out = acc / l_i[:, None]
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # rows past the prompt may see no key in a window
     tl.store(out_ptr + (start + offs_m)[:, None] * stride_ot + head * stride_oh + dims[None, :],
              out.to(out_ptr.dtype.element_ty), mask=m_mask[:, None] & d_mask[None, :])
 
@@ -67,7 +75,7 @@ _INTERPRETED = interpreted(_context_attention_kernel)
 
 
 def context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                      max_new_len: int, scale: float, alibi_slopes=None):
+                      max_new_len: int, scale: float, alibi_slopes=None, sliding_window=None, softcap=None):
     """Per Ops.context_attention. max_new_len sizes the grid: a request with more new tokens than it
     would be cut short, and nothing checks (that would need a device-to-host sync)."""
     op = "context_attention"
@@ -76,6 +84,7 @@ def context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_l
         "b_ready_cache_len": b_ready_cache_len})
     if not isinstance(max_new_len, int) or max_new_len < 0:
         fail(op, f"max_new_len must be a non-negative host int, got {max_new_len!r}")
+    check_window_softcap(op, sliding_window, softcap)
     n, q_heads, head_dim = q.shape
     out = torch.empty((n, q_heads, head_dim), dtype=q.dtype, device=q.device)
     batch = b_req_idx.shape[0]
@@ -88,9 +97,9 @@ def context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_l
     grid = (batch, q_heads, triton.cdiv(max_new_len, block))
     _context_attention_kernel[grid](
         q, kv_cache, out, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-        alibi_slopes if alibi_slopes is not None else q, float(scale) * LOG2E,
-        q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), out.stride(0), out.stride(1),
+        alibi_slopes if alibi_slopes is not None else q, float(scale) * LOG2E, sliding_window or 0,
+        float(softcap or 1.0) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), out.stride(0), out.stride(1),
         req_to_token.stride(0), n_rep, kv_heads, head_dim,
-        HAS_ALIBI=alibi_slopes is not None, DOT_F32=_INTERPRETED or q.dtype == torch.float32,
-        BLOCK_M=block, BLOCK_N=block, BLOCK_D=block_d, num_warps=4 if block_d <= 64 else 8, num_stages=1)
+        HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None, HAS_SOFTCAP=softcap is not None,
+        DOT_F32=_INTERPRETED or q.dtype == torch.float32, BLOCK_M=block, BLOCK_N=block, BLOCK_D=block_d, num_warps=4 if block_d <= 64 else 8, num_stages=1)
     return out

@@ -10,8 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._checks import check_attention, fail, interpreted
-from ._flash import block_scores, load_kv_block, online_softmax_step
+from ._checks import check_attention, check_window_softcap, fail, interpreted
+from ._flash import block_scores, load_kv_block, online_softmax_step, softcap_scores
 
 LOG2E = 1.4426950408889634
 
@@ -19,14 +19,16 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _split_kernel(
         q_ptr, kv_ptr, req_to_token_ptr, b_req_idx_ptr, b_seq_len_ptr, slopes_ptr, mid_o_ptr, mid_lse_ptr,
-        scale_log2, stride_qb, stride_qh, stride_ks, stride_kh, stride_req, stride_mb, stride_mh, stride_ms,
-        stride_lb, stride_lh, N_REP, HK, D, NUM_SPLITS, HAS_ALIBI: tl.constexpr, DOT_F32: tl.constexpr,
+        scale_log2, window, cap_log2, stride_qb, stride_qh, stride_ks, stride_kh, stride_req, stride_mb, stride_mh,
+        stride_ms, stride_lb, stride_lh, N_REP, HK, D, NUM_SPLITS, HAS_ALIBI: tl.constexpr,
+        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_F32: tl.constexpr,
         SPLIT_LEN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     kv_head = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(b_seq_len_ptr + b)
-    split_start = split * SPLIT_LEN
+    # The splits cover the keys the query sees: all of them, or with a window the last `window`.
+    split_start = first_key(seq_len, window, HAS_WINDOW) + split * SPLIT_LEN
     if split_start >= seq_len:
         return
     # The last split takes every key left, so a max_len below a real length still attends to all keys.
@@ -53,6 +55,8 @@ def _split_kernel(
         n_mask = offs_n < split_end
         k, v = load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask)
         qk = block_scores(q, k, DOT_F32) * scale_log2
+        if HAS_SOFTCAP:
+            qk = softcap_scores(qk, cap_log2)
         if HAS_ALIBI:  # the query sits at position seq_len - 1
             qk += slopes[:, None] * (offs_n - (seq_len - 1)).to(tl.float32)[None, :]
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
@@ -66,13 +70,21 @@ _INTERPRETED = interpreted(_split_kernel)
 
 
 @triton.jit
-def _merge_kernel(mid_o_ptr, mid_lse_ptr, out_ptr, b_seq_len_ptr, stride_mb, stride_mh, stride_ms,
-                  stride_lb, stride_lh, stride_ob, stride_oh, D, NUM_SPLITS,
+def first_key(seq_len, window, HAS_WINDOW: tl.constexpr):
+    if HAS_WINDOW:
+        return tl.maximum(seq_len - window, 0)
+    return seq_len * 0
+
+
+@triton.jit
+def _merge_kernel(mid_o_ptr, mid_lse_ptr, out_ptr, b_seq_len_ptr, window, stride_mb, stride_mh, stride_ms,
+                  stride_lb, stride_lh, stride_ob, stride_oh, D, NUM_SPLITS, HAS_WINDOW: tl.constexpr,
                   SPLIT_LEN: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     head = tl.program_id(1)
     seq_len = tl.load(b_seq_len_ptr + b)
-    num_valid = tl.minimum((seq_len + SPLIT_LEN - 1) // SPLIT_LEN, NUM_SPLITS)
+    keys = seq_len - first_key(seq_len, window, HAS_WINDOW)
+    num_valid = tl.minimum((keys + SPLIT_LEN - 1) // SPLIT_LEN, NUM_SPLITS)
     dims = tl.arange(0, BLOCK_D)
     d_mask = dims < D
     # Running state kept as [BLOCK_D] vectors so the loop-carried types stay fixed.
@@ -93,7 +105,8 @@ def _merge_kernel(mid_o_ptr, mid_lse_ptr, out_ptr, b_seq_len_ptr, stride_mb, str
     tl.store(out_ptr + b * stride_ob + head * stride_oh + dims, out.to(out_ptr.dtype.element_ty), mask=d_mask)
 
 
-def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float, alibi_slopes=None):
+def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float, alibi_slopes=None,
+                    sliding_window=None, softcap=None):
     op = "token_attention"
     kv_heads, n_rep = check_attention(op, q, kv_cache, req_to_token, alibi_slopes,
                                       {"b_req_idx": b_req_idx, "b_seq_len": b_seq_len})
@@ -102,27 +115,29 @@ def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: in
         fail(op, f"b_req_idx has {b_req_idx.shape[0]} entries for a batch of {batch} queries")
     if not isinstance(max_len, int) or max_len < 0:
         fail(op, f"max_len must be a non-negative host int, got {max_len!r}")
+    check_window_softcap(op, sliding_window, softcap)
     out = torch.empty((batch, q_heads, head_dim), dtype=q.dtype, device=q.device)
     if batch == 0:
         return out
     # Under the interpreter small splits so tests cross split and block boundaries; on GPU LightLLM's 256,
     # with narrower key blocks for float32 (CUDA-core dots, 4-byte operands in shared memory).
     split_len, block_n = (32, 16) if _INTERPRETED else (256, 32 if q.dtype == torch.float32 else 64)
-    num_splits = max(1, triton.cdiv(max_len, split_len))
+    keys = min(max_len, sliding_window or max_len)  # the most keys any query sees
+    num_splits = max(1, triton.cdiv(keys, split_len))
     block_d = max(16, triton.next_power_of_2(head_dim))
     block_h = max(16, triton.next_power_of_2(n_rep))  # tl.dot needs every side >= 16
     mid_o = torch.empty((batch, q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
     mid_lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
     _split_kernel[(batch, kv_heads, num_splits)](
         q, kv_cache, req_to_token, b_req_idx, b_seq_len, alibi_slopes if alibi_slopes is not None else q,
-        mid_o, mid_lse, float(scale) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1),
+        mid_o, mid_lse, float(scale) * LOG2E, sliding_window or 0, float(softcap or 1.0) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1),
         req_to_token.stride(0), mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
         mid_lse.stride(1), n_rep, kv_heads, head_dim, num_splits,
-        HAS_ALIBI=alibi_slopes is not None, DOT_F32=_INTERPRETED or q.dtype == torch.float32,
-        SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
+        HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None, HAS_SOFTCAP=softcap is not None,
+        DOT_F32=_INTERPRETED or q.dtype == torch.float32, SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
         num_warps=4, num_stages=2)
     _merge_kernel[(batch, q_heads)](
-        mid_o, mid_lse, out, b_seq_len, mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
+        mid_o, mid_lse, out, b_seq_len, sliding_window or 0, mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
         mid_lse.stride(1), out.stride(0), out.stride(1), head_dim, num_splits,
-        SPLIT_LEN=split_len, BLOCK_D=block_d, num_warps=4)
+        HAS_WINDOW=sliding_window is not None, SPLIT_LEN=split_len, BLOCK_D=block_d, num_warps=4)
     return out

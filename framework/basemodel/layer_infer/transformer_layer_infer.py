@@ -4,12 +4,15 @@ from .base_layer_infer import BaseLayerInfer
 
 class TransformerLayerInfer(BaseLayerInfer):
     """x -> x + attn(norm1(x)) -> (.) + ffn(norm2(.)). With `residual_from_norm` (BLOOM's
-    apply_residual_connection_post_layernorm) the residual branch carries the normed input instead.
+    apply_residual_connection_post_layernorm) the residual branch carries the normed input instead; with
+    `parallel_residual` (GPT-NeoX's use_parallel_residual, GPT-J, Phi) attention and MLP both read x:
+    x + attn(norm1(x)) + ffn(norm2(x)).
 
     A family implements _att_norm, _ffn_norm (each returns (normed, summed) like the norm ops),
     _get_qkv (q [n, Hq, D], k and v [n, Hk, D], positions already encoded), _get_o and _ffn."""
 
     residual_from_norm = False
+    parallel_residual = False
 
     def __init__(self, layer_num: int, network_config: dict, ops, tp_rank: int = 0, world_size: int = 1):
         super().__init__(network_config, ops, tp_rank, world_size)
@@ -30,11 +33,18 @@ class TransformerLayerInfer(BaseLayerInfer):
         return self._layer(x, state, weight)
 
     def _layer(self, x, state, weight):
+        if self.parallel_residual:
+            return self._parallel_layer(x, state, weight)
         normed, _ = self._att_norm(x, None, weight)
         attn = self._attention(normed, state, weight)
         normed, summed = self._ffn_norm(attn, normed if self.residual_from_norm else x, weight)
         out = self._ffn(normed, state, weight)
         return out.add_(normed if self.residual_from_norm else summed)
+
+    def _parallel_layer(self, x, state, weight):
+        attn = self._attention(self._att_norm(x, None, weight)[0], state, weight)
+        out = self._ffn(self._ffn_norm(x, None, weight)[0], state, weight)
+        return out.add_(attn).add_(x)
 
     def _attention(self, x, state, weight):
         q, k, v = self._get_qkv(x, state, weight)

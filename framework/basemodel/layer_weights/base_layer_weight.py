@@ -76,7 +76,8 @@ class BaseLayerWeight:
                 tensor_in = tensor
             if tuple(tensor_in.shape) != tuple(spec.shape):
                 after = f" after {spec.transform}" if spec.transform else ""
-                self._shape_errors[name] = f"{name} has shape {tuple(tensor_in.shape)}{after}, expected {tuple(spec.shape)}"
+                self._shape_errors[name] = (f"{name} has shape {tuple(tensor_in.shape)}{after}, "
+                                            f"expected {tuple(spec.shape)}")
                 return
             self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
 

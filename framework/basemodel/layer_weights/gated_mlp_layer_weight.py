@@ -21,17 +21,22 @@ class GatedMLPTransformerLayerWeight(TransformerLayerWeight):
                 "post_attention_layernorm": [TensorSpec(f"{p}post_attention_layernorm.weight", (hidden,))]}
 
     def attention_specs(self):
-        c, p = self.config, f"{self.prefix}self_attn."
-        hidden, d = c["hidden_size"], c["head_dim"]
-        q_out, kv_out = c["num_attention_heads"] * d, c["num_key_value_heads"] * d
-        projections = (("q", q_out), ("k", kv_out), ("v", kv_out))
-        specs = {"qkv_proj": [TensorSpec(f"{p}{n}_proj.weight", (o, hidden), 0, kv_heads=n != "q")
-                              for n, o in projections],
-                 "o_proj": [TensorSpec(f"{p}o_proj.weight", (hidden, q_out), 1)]}
+        c = self.config
+        hidden, q_out = c["hidden_size"], c["num_attention_heads"] * c["head_dim"]
+        specs = {"qkv_proj": self.qkv_specs("weight"),
+                 "o_proj": [TensorSpec(f"{self.prefix}self_attn.o_proj.weight", (hidden, q_out), 1)]}
         if c.get("attention_bias"):
-            specs["qkv_bias"] = [TensorSpec(f"{p}{n}_proj.bias", (o,), 0, kv_heads=n != "q") for n, o in projections]
-            specs["o_bias"] = [TensorSpec(f"{p}o_proj.bias", (hidden,))]
+            specs["qkv_bias"] = self.qkv_specs("bias")
+            specs["o_bias"] = [TensorSpec(f"{self.prefix}self_attn.o_proj.bias", (hidden,))]
         return specs
+
+    def qkv_specs(self, kind: str) -> list[TensorSpec]:
+        """q, k and v projections' `kind` ("weight" or "bias"), output-split; k and v by KV heads."""
+        c, p = self.config, f"{self.prefix}self_attn."
+        d, hidden = c["head_dim"], c["hidden_size"]
+        rows = {"q": c["num_attention_heads"] * d, "k": c["num_key_value_heads"] * d, "v": c["num_key_value_heads"] * d}
+        return [TensorSpec(f"{p}{n}_proj.{kind}", (out, hidden) if kind == "weight" else (out,), 0, kv_heads=n != "q")
+                for n, out in rows.items()]
 
     def mlp_specs(self):
         c, p = self.config, f"{self.prefix}mlp."

@@ -3,16 +3,14 @@ from zooinfer.basemodel.layer_infer.gated_mlp_layer_infer import GatedMLPTransfo
 
 class Gemma2TransformerLayerInfer(GatedMLPTransformerLayerInfer):
     """The decoder template with "sandwich" norms (an RMSNorm before and after both attention and MLP),
-    attention scaled by query_pre_attn_scalar, tanh-capped scores, and a sliding window on the layers
-    layer_types marks "sliding_attention". The GeGLU comes from the template (hidden_activation)."""
+    attention scaled by query_pre_attn_scalar and tanh-capped scores. The GeGLU (hidden_activation) and the
+    sliding windows of the layers layer_types marks "sliding_attention" come from the template."""
 
     def __init__(self, layer_num, network_config, ops, tp_rank=0, world_size=1):
         super().__init__(layer_num, network_config, ops, tp_rank, world_size)
         c = network_config
         self.scale = c["query_pre_attn_scalar"] ** -0.5
         self.softcap = c["attn_logit_softcapping"]
-        if c["layer_types"][layer_num] == "sliding_attention":
-            self.sliding_window = c["sliding_window"]
 
     def _layer(self, x, state, weight):
         normed, _ = self._att_norm(x, None, weight)

@@ -1,7 +1,7 @@
-from zooinfer.basemodel.layer_infer.parallel_residual_layer_infer import ParallelResidualLayerInfer
+from zooinfer.basemodel import TransformerLayerInfer
 
 
-class GPTNeoXTransformerLayerInfer(ParallelResidualLayerInfer):
+class GPTNeoXTransformerLayerInfer(TransformerLayerInfer):
     """LayerNorms, fused per-head qkv with (partial) rotary, multi-head attention, GELU MLP; parallel or
     sequential residual."""
 

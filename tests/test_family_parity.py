@@ -1,0 +1,76 @@
+"""Mistral, Qwen2 and Qwen3 against Hugging Face transformers: every tiny config a family declares (each option
+it accepts), float32, through the torch backend; prompts and generations run past the sliding windows. Batched
+requests get the same tokens as each alone, with prefills split across steps and cached keys read back."""
+import json
+
+import pytest
+
+from hf_reference import assert_greedy_matches, save_random_model
+from zooinfer import LLM, SamplingParams
+from zooinfer.errors import ZooinferError
+from zooinfer.plugin_manager import model_registry
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+FAMILIES = ("mistral", "qwen2", "qwen3")
+PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
+GREEDY = SamplingParams(max_new_tokens=10, temperature=0, logprobs=0, ignore_eos=True)
+
+
+def family(model_type):
+    return model_registry().get(model_type)
+
+
+def tiny_cases(families=FAMILIES):
+    return [pytest.param(f, name, id=f"{f}-{name}") for f in families for name in family(f).tiny_configs]
+
+
+def save_tiny(model_type, name, path):
+    cls = family(model_type)
+    return save_random_model(cls.hf_config_class_object()(**cls.tiny_configs[name]), path)
+
+
+@pytest.mark.parametrize("model_type, name", tiny_cases())
+def test_greedy_and_logprobs_match_transformers(model_type, name, tmp_path):
+    hf = save_tiny(model_type, name, tmp_path)
+    llm = LLM(str(tmp_path), strict=True)
+    assert type(llm.model) is family(model_type)
+    for prompt, out in zip(PROMPTS, llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)):
+        assert len(out.token_ids) == GREEDY.max_new_tokens
+        assert_greedy_matches(hf, prompt, out)
+
+
+def test_sliding_windows_follow_transformers_layer_types(tmp_path):
+    """Qwen2 gives the window only to layers >= max_window_layers, or as layer_types says; Mistral to all."""
+    expected = {("qwen2", "sliding_window_upper_layers"): [None, 6], ("qwen2", "layer_types"): [5, None],
+                ("qwen2", "window_off"): [None, None], ("mistral", "sliding_window"): [8, 8],
+                ("mistral", "full_attention"): [None, None], ("qwen3", "sliding_window_upper_layers"): [None, 6]}
+    for (model_type, name), windows in expected.items():
+        save_tiny(model_type, name, tmp_path / model_type / name)
+        llm = LLM(str(tmp_path / model_type / name), kv_cache_tokens=64)
+        assert [layer.sliding_window for layer in llm.model.layers_infer] == windows, (model_type, name)
+
+
+@pytest.mark.parametrize("model_type, name", [("mistral", "sliding_window"), ("qwen2", "sliding_window_upper_layers"),
+                                              ("qwen3", "gqa")])
+def test_batch_equals_single(model_type, name, tmp_path):
+    save_tiny(model_type, name, tmp_path)
+    llm = LLM(str(tmp_path), kv_cache_tokens=512, max_batch_size=4, max_prefill_tokens=24)
+    prompts = [PROMPTS[i % 3][: 5 + 3 * i] for i in range(6)]
+    params = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True)
+    batched = llm.generate(prompt_token_ids=prompts, sampling_params=params)
+    for prompt, out in zip(prompts, batched):
+        assert out.token_ids == llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0].token_ids
+    assert llm.model.kv_cache.free_slot_count == 512
+
+
+@pytest.mark.parametrize("window", [0, -3, 2.5, "8"])
+def test_bad_sliding_window_is_a_one_line_error(window, tmp_path):
+    save_tiny("mistral", "sliding_window", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "sliding_window": window}))
+    with pytest.raises(ZooinferError) as exc:
+        LLM(str(tmp_path))
+    assert "\n" not in str(exc.value) and "sliding_window" in str(exc.value) and "config.json" in str(exc.value)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert len(LLM(str(tmp_path)).generate(prompt_token_ids=[[1, 2, 3]], sampling_params=GREEDY)[0].token_ids) == 10
