@@ -90,13 +90,18 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from zooinfer.plugin_manager import backend_registry, model_registry
+    from zooinfer.plugin_manager import backend_registry, model_registry, op_registry, weight_transform_registry
     listing = {"models": [_describe(e) for e in model_registry().entries()],
-               "backends": [_describe(e) for e in backend_registry().entries()]}
+               "backends": [_describe(e) for e in backend_registry().entries()],
+               "ops": [_describe(e) for e in op_registry().entries()],
+               "weight_transforms": [_describe(e) for e in weight_transform_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    for title, entries in (("model types", listing["models"]), ("backends", listing["backends"])):
+    for title, entries in (("model types", listing["models"]), ("backends", listing["backends"]),
+                           ("plugin ops", listing["ops"]), ("weight transforms", listing["weight_transforms"])):
+        if not entries:
+            continue  # no plugin op installed is the usual case
         print(f"{title}:")
         for e in entries:
             source = f"{e['distribution']} {e['version']}" if e["distribution"] else f"plugin {e['plugin']}"

@@ -294,18 +294,18 @@ def test_token_attention_max_len_equal_to_the_longest(ops):
     test_token_attention(ops, 4, 2, 32, True, max_len=70)  # eager decode passes the batch's longest length
 
 
-# Windows shorter than a key block, crossing blocks and splits, and longer than every request; caps that bite.
-WINDOW_SOFTCAP = [(1, None), (7, None), (20, None), (100, None), (None, 2.0), (13, 5.0)]
+# Windows shorter than a key block, crossing blocks and splits, and longer than every request; caps that bite;
+# each with and without ALiBi somewhere.
+WINDOW_SOFTCAP = [(1, None, False), (7, None, True), (20, None, False), (100, None, True), (None, 2.0, False),
+                  (13, 5.0, True)]
 
 
-@pytest.mark.parametrize("window,softcap", WINDOW_SOFTCAP)
-@pytest.mark.parametrize("with_alibi", [False, True])
+@pytest.mark.parametrize("window,softcap,with_alibi", WINDOW_SOFTCAP)
 def test_context_attention_window_and_softcap(ops, window, softcap, with_alibi):
     test_context_attention(ops, 4, 2, 32, with_alibi, True, window=window, softcap=softcap)
 
 
-@pytest.mark.parametrize("window,softcap", WINDOW_SOFTCAP)
-@pytest.mark.parametrize("with_alibi", [False, True])
+@pytest.mark.parametrize("window,softcap,with_alibi", WINDOW_SOFTCAP)
 def test_token_attention_window_and_softcap(ops, window, softcap, with_alibi):
     test_token_attention(ops, 4, 2, 32, with_alibi, window=window, softcap=softcap)
 

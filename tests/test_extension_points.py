@@ -1,7 +1,11 @@
 """A plugin adds an op (its torch reference serves every backend that does not override it) and a weight
 transform (applied as a checkpoint tensor is read), without editing the framework."""
+import json
+
 import pytest
 import torch
+
+from zooinfer import cli
 
 from zooinfer.basemodel import TensorSpec, TransformerLayerWeight
 from zooinfer.errors import PluginError
@@ -29,6 +33,14 @@ def test_a_plugin_op_runs_its_reference_unless_the_backend_overrides_it(register
     torch.testing.assert_close(TorchBackend(CPU).scaled_add(x, y, 2.0), x + 2 * y)
     assert FastScaledAdd(CPU).scaled_add.__func__ is FastScaledAdd.scaled_add
     torch.testing.assert_close(FastScaledAdd(CPU).scaled_add(x, y, 2.0), x + 2 * y)
+
+
+def test_plugins_lists_ops_and_weight_transforms(register_plugin, capsys):
+    register_plugin("scaled-add-op", ops=lambda registry: registry.register("scaled_add", scaled_add_reference))
+    assert cli.main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [e["plugin"] for e in listing["ops"] if e["name"] == "scaled_add"] == ["scaled-add-op"]
+    assert {"transpose", "rows"} <= {e["name"] for e in listing["weight_transforms"]}
 
 
 class TwoHalves(TransformerLayerWeight):

@@ -64,13 +64,16 @@ def test_batch_equals_single(model_type, name, tmp_path):
     assert llm.model.kv_cache.free_slot_count == 512
 
 
-@pytest.mark.parametrize("window", [0, -3, 2.5, "8"])
-def test_bad_sliding_window_is_a_one_line_error(window, tmp_path):
-    save_tiny("mistral", "sliding_window", tmp_path)
+@pytest.mark.parametrize("model_type, name, change, culprit", [
+    *[("mistral", "sliding_window", {"sliding_window": w}, "sliding_window") for w in (0, -3, 2.5, "8")],
+    ("qwen2", "layer_types", {"layer_types": ["sliding_attention"]}, "layer_types"),
+])
+def test_bad_sliding_window_is_a_one_line_error(model_type, name, change, culprit, tmp_path):
+    save_tiny(model_type, name, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "sliding_window": window}))
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(ZooinferError) as exc:
         LLM(str(tmp_path))
-    assert "\n" not in str(exc.value) and "sliding_window" in str(exc.value) and "config.json" in str(exc.value)
+    assert "\n" not in str(exc.value) and culprit in str(exc.value) and "config.json" in str(exc.value)
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert len(LLM(str(tmp_path)).generate(prompt_token_ids=[[1, 2, 3]], sampling_params=GREEDY)[0].token_ids) == 10

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig
 
 from hf_reference import save_random_model
-from zoo_parity import save_tiny
 from zooinfer.engine.loading import read_config
 from zooinfer.errors import ZooinferError
 from zooinfer.models.llama import LlamaTpPartModel
@@ -21,14 +19,13 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 PROMPTS, STEPS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], list(range(20, 40))], 4
 
 
-def build(model_dir, rank=0, world=1):
-    config = read_config(Path(model_dir))
-    return model_registry().get(config["model_type"])(model_dir, config, TorchBackend(torch.device("cpu")),
-                                                      torch.float32, kv_cache_tokens=256, max_requests=len(PROMPTS),
-                                                      tp_rank=rank, world_size=world)
+def build(model_dir, rank=0, world=1, model_type="llama"):
+    return model_registry().get(model_type)(model_dir, read_config(Path(model_dir)), TorchBackend(torch.device("cpu")),
+                                            torch.float32, kv_cache_tokens=256, max_requests=len(PROMPTS),
+                                            tp_rank=rank, world_size=world)
 
 
-def _rank(model_dir, rank, world, port, results):
+def _rank(model_dir, model_type, rank, world, port, results):
     """One spawned rank: its slice of the weights, gloo all-reduces. Results go back as plain lists, which the
     queue pickles whole (tensors would be shared through file descriptors that die with this process)."""
     import torch.distributed as dist
@@ -36,7 +33,7 @@ def _rank(model_dir, rank, world, port, results):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        run = zooinfer_greedy(build(model_dir, rank, world), PROMPTS, STEPS)
+        run = zooinfer_greedy(build(model_dir, rank, world, model_type), PROMPTS, STEPS)
         results.put((rank, run.tokens, torch.stack(run.logits).tolist()))
     except Exception as exc:  # reported to the parent, which would otherwise wait for its timeout
         results.put((rank, None, f"{type(exc).__name__}: {exc}"))
@@ -44,13 +41,13 @@ def _rank(model_dir, rank, world, port, results):
         dist.destroy_process_group()
 
 
-def run_ranks(model_dir, world):
+def run_ranks(model_dir, model_type, world):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_rank, args=(str(model_dir), r, world, port, results)) for r in range(world)]
+    procs = [ctx.Process(target=_rank, args=(str(model_dir), model_type, r, world, port, results)) for r in range(world)]
     for p in procs:
         p.start()
     try:
@@ -62,28 +59,26 @@ def run_ranks(model_dir, world):
                 p.kill()
 
 
-@pytest.mark.parametrize("kv_heads, bias", [(1, True), (2, False)])
-def test_tp2_matches_one_rank(kv_heads, bias, tmp_path):
-    """kv=1 on 2 ranks: both hold the one KV head (and its bias); kv=2: one each."""
-    cfg = {**LlamaTpPartModel.tiny_configs["gqa"], "num_key_value_heads": kv_heads, "attention_bias": bias}
-    save_random_model(LlamaConfig(**cfg), tmp_path)
-    assert_two_ranks_match_one(tmp_path)
+TP_CASES = {  # model type, tiny config, changes: kv=1 replicated on both ranks (with its bias), kv=2 split
+    "llama-kv1-bias": ("llama", "gqa", {"num_key_value_heads": 1, "attention_bias": True}),
+    "llama-kv2": ("llama", "gqa", {}),
+    "qwen2-kv1-window": ("qwen2", "mqa_tied", {"use_sliding_window": True, "sliding_window": 6,
+                                               "max_window_layers": 1}),
+    "qwen3-kv1-qk-norm": ("qwen3", "head_dim_not_hidden_over_heads", {}),
+    "gemma2-kv2-sandwich-window-softcap": ("gemma2", "gqa_all_sliding", {}),
+    "phi3-kv1-fused-blocks": ("phi3", "gqa", {"num_key_value_heads": 1}),  # qkv_proj taken apart, KV head copied
+    "gpt_neox-parallel-residual": ("gpt_neox", "parallel_residual", {}),  # per-head fused qkv, two all-reduces
+    "gpt2-conv1d-blocks": ("gpt2", "base", {}),  # Conv1D c_attn taken apart per block, wpe
+}
 
 
-@pytest.mark.parametrize("model_type, name, overrides", [
-    ("gemma2", "gqa_all_sliding", {}),  # sandwich norms, windows, softcaps
-    ("phi3", "gqa", dict(num_key_value_heads=1)),  # fused qkv_proj taken apart per block, its one KV head copied
-    ("gpt_neox", "parallel_residual", {}),  # per-head fused qkv, two all-reduces per parallel layer
-    ("gpt2", "base", {}),  # Conv1D c_attn taken apart per block, wpe
-])
-def test_tp2_matches_one_rank_for_each_family(model_type, name, overrides, tmp_path):
-    save_tiny(model_registry().get(model_type), name, tmp_path, **overrides)
-    assert_two_ranks_match_one(tmp_path)
-
-
-def assert_two_ranks_match_one(model_dir):
-    single = zooinfer_greedy(build(model_dir), PROMPTS, STEPS)
-    for rank, tokens, logits in run_ranks(model_dir, 2):
+@pytest.mark.parametrize("case", TP_CASES)
+def test_tp2_matches_one_rank(case, tmp_path):
+    model_type, name, change = TP_CASES[case]
+    cls = model_registry().get(model_type)
+    save_random_model(cls.hf_config_class_object()(**{**cls.tiny_configs[name], **change}), tmp_path)
+    single = zooinfer_greedy(build(tmp_path, model_type=model_type), PROMPTS, STEPS)
+    for rank, tokens, logits in run_ranks(tmp_path, model_type, 2):
         assert tokens is not None, logits
         assert tokens == single.tokens, rank
         torch.testing.assert_close(torch.tensor(logits), torch.stack(single.logits), atol=1e-5, rtol=0)

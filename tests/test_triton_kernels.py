@@ -53,6 +53,14 @@ def test_errors_name_the_culprit(ops):
     with pytest.raises(ValueError, match="b_seq_len"):
         tri.context_attention(rand(3, 2, 16), rand(4, 2, 16), int32([[0, 1, 2]]), int32([0]), int32([0]),
                               int32([3, 1]), int32([0]), 3, 1.0)
+    with pytest.raises(ValueError, match="sliding_window must be a host int >= 1"):
+        tri.token_attention(rand(1, 2, 16), rand(4, 2, 16), int32([[0, 1]]), int32([0]), int32([2]), 2, 1.0,
+                            sliding_window=0)
+    with pytest.raises(ValueError, match="softcap must be a positive"):
+        tri.context_attention(rand(3, 2, 16), rand(4, 2, 16), int32([[0, 1, 2]]), int32([0]), int32([0]),
+                              int32([3]), int32([0]), 3, 1.0, softcap=-1.0)
+    with pytest.raises(ValueError, match="approximate must be 'tanh' or 'none'"):
+        tri.gelu_and_mul(rand(2, 8), "erf")
 
 
 def test_is_available_is_cheap_and_follows_the_interpreter_switch(monkeypatch):

@@ -25,6 +25,7 @@ class DecoderTpPartModel(TpPartBaseModel):
     config_defaults: dict = {"rms_norm_eps": 1e-6, "tie_word_embeddings": False, "attention_bias": False,
                              "mlp_bias": False, "hidden_act": "silu"}
     partial_rotary = False  # whether the family honours partial_rotary_factor, as transformers' class does
+    qk_norm = False  # a per-head RMSNorm on q and k before rotary (Qwen3's q_norm, k_norm)
 
     def _init_config(self):
         super()._init_config()
@@ -37,22 +38,27 @@ class DecoderTpPartModel(TpPartBaseModel):
                                          self.model_dir / "config.json")
         self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
         c["rotary_dim"] = self.rotary.rotary_dim
+        c["qk_norm"] = self.qk_norm
+        self.sliding_windows = self.layer_sliding_windows()
 
     def _init_custom(self):
-        for layer, window in zip(self.layers_infer, self.layer_sliding_windows()):
+        """Hands each layer its sliding window (a family overriding this calls super()._init_custom())."""
+        for layer, window in zip(self.layers_infer, self.sliding_windows):
             layer.sliding_window = window
 
     def layer_sliding_windows(self) -> list:
         """Each layer's sliding window, as transformers applies it: config.sliding_window on every layer
         (Mistral), or only on the layers whose layer_types entry is "sliding_attention" (Qwen2/3 build it from
         use_sliding_window and max_window_layers); None where attention is full."""
+        where, layers = self.model_dir / "config.json", self.config["num_hidden_layers"]
         window = getattr(self.hf_config, "sliding_window", None)
         if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
-            raise ZooinferError(f"{self.model_dir / 'config.json'}: sliding_window must be a positive integer or "
-                                f"null, got {window!r}")
+            raise ZooinferError(f"{where}: sliding_window must be a positive integer or null, got {window!r}")
         layer_types = getattr(self.hf_config, "layer_types", None)
         if window is None or layer_types is None:
-            return [window] * self.config["num_hidden_layers"]
+            return [window] * layers
+        if len(layer_types) != layers:
+            raise ZooinferError(f"{where}: layer_types has {len(layer_types)} entries for {layers} layers")
         return [window if kind == "sliding_attention" else None for kind in layer_types]
 
     def max_context_length(self) -> int:

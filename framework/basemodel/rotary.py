@@ -7,11 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from zooinfer.errors import ZooinferError
 
 from .infer_struct import InferStateInfo
+
+
+def _rope_functions() -> dict:
+    """transformers' rope-parameter functions by rope type (imported on first use: importing zooinfer.basemodel
+    stays free of transformers)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    return ROPE_INIT_FUNCTIONS
 
 
 def _rope_init(hf_config, rope_type: str, partial: bool, seq_len: int | None = None):
@@ -21,7 +27,7 @@ def _rope_init(hf_config, rope_type: str, partial: bool, seq_len: int | None = N
         dim = int(head_dim * c.rope_parameters.get("partial_rotary_factor", 1.0)) if partial else head_dim
         base = c.rope_parameters["rope_theta"]
         return 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim)), 1.0
-    return ROPE_INIT_FUNCTIONS[rope_type](hf_config, "cpu", seq_len=seq_len)
+    return _rope_functions()[rope_type](hf_config, "cpu", seq_len=seq_len)
 
 
 def build_hf_config(hf_config_class, config: dict, family: str, source):
@@ -45,9 +51,9 @@ class Rotary:
         self.partial = partial
         self.device = device
         self.rope_type = self.hf_config.rope_parameters.get("rope_type", "default")
-        if self.rope_type != "default" and self.rope_type not in ROPE_INIT_FUNCTIONS:
+        if self.rope_type != "default" and self.rope_type not in _rope_functions():
             raise ZooinferError(f"invalid {family} config: unknown rope_type {self.rope_type!r}; known: default, "
-                                f"{', '.join(ROPE_INIT_FUNCTIONS)}")
+                                f"{', '.join(_rope_functions())}")
         inv_freq, self.scaling = _rope_init(self.hf_config, self.rope_type, partial)
         self.rotary_dim = 2 * inv_freq.numel()  # below head_dim with a partial_rotary_factor
         self.original_inv_freq = inv_freq.to(device)

@@ -1,16 +1,14 @@
 from zooinfer.basemodel import DecoderTpPartModel
 
-from .layer_weights.transformer_layer_weight import Qwen2TransformerLayerWeight
-
 _TINY = dict(vocab_size=160, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=128)
 
 
 class Qwen2TpPartModel(DecoderTpPartModel):
-    """Qwen2: llama with q/k/v biases, and a sliding window on the layers transformers gives one (layer_types,
-    which use_sliding_window and max_window_layers decide when config.json leaves it out)."""
+    """Qwen2: llama with q/k/v biases (o_proj has none), and a sliding window on the layers transformers gives one
+    (layer_types, which use_sliding_window and max_window_layers decide when config.json leaves it out)."""
     hf_config_class = "Qwen2Config"
-    transformer_weight_class = Qwen2TransformerLayerWeight
+    config_defaults = {**DecoderTpPartModel.config_defaults, "qkv_bias": True}
     ignorable_tensors = (r"rotary_emb\.inv_freq$",)
     tiny_configs = {name: {**_TINY, **options} for name, options in {
         "gqa": {},

@@ -1,8 +1,5 @@
 from zooinfer.basemodel import DecoderTpPartModel
 
-from .layer_infer.transformer_layer_infer import Qwen3TransformerLayerInfer
-from .layer_weights.transformer_layer_weight import Qwen3TransformerLayerWeight
-
 _TINY = dict(vocab_size=160, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, head_dim=16, max_position_embeddings=128)
 
@@ -11,8 +8,7 @@ class Qwen3TpPartModel(DecoderTpPartModel):
     """Qwen3: llama with a per-head RMSNorm on q and k before rotary, an explicit head_dim (transformers' default
     128 when config.json leaves it out), optional attention bias, and Qwen2's sliding-window layers."""
     hf_config_class = "Qwen3Config"
-    transformer_weight_class = Qwen3TransformerLayerWeight
-    transformer_layer_infer_class = Qwen3TransformerLayerInfer
+    qk_norm = True
     ignorable_tensors = (r"rotary_emb\.inv_freq$",)
     tiny_configs = {name: {**_TINY, **options} for name, options in {
         "gqa": {},

@@ -27,6 +27,7 @@ class GatedMLPTransformerLayerInfer(TransformerLayerInfer):
         self.qkv_split = [self.tp_q_heads * self.head_dim, self.tp_kv_heads * self.head_dim,
                           self.tp_kv_heads * self.head_dim]
         self.rotary_dim = network_config.get("rotary_dim", self.head_dim)  # set by the model from its Rotary
+        self.qk_norm = network_config.get("qk_norm", False)
         self.act_op, self.act_approximate = GATED_ACTIVATIONS[network_config.get("hidden_act", "silu")]
 
     def _att_norm(self, x, residual, weight):
@@ -37,11 +38,14 @@ class GatedMLPTransformerLayerInfer(TransformerLayerInfer):
 
     def _get_qkv(self, x, state, weight):
         q, k, v = self.ops.linear(x, weight.qkv_proj, weight.qkv_bias).split(self.qkv_split, dim=-1)
-        n = x.shape[0]
-        q = q.view(n, self.tp_q_heads, self.head_dim)
-        k = k.view(n, self.tp_kv_heads, self.head_dim)
+        n, d = x.shape[0], self.head_dim
+        if self.qk_norm:  # RMSNorm over each head's d values, one weight shared by every head
+            q = self.ops.rmsnorm(q.reshape(-1, d), weight.q_norm, self.eps)[0]
+            k = self.ops.rmsnorm(k.reshape(-1, d), weight.k_norm, self.eps)[0]
+        q = q.view(n, self.tp_q_heads, d)
+        k = k.view(n, self.tp_kv_heads, d)
         self._rotate(q, k, state)
-        return q, k, v.view(n, self.tp_kv_heads, self.head_dim)
+        return q, k, v.view(n, self.tp_kv_heads, d)
 
     def _rotate(self, q, k, state):
         if self.rotary_dim == self.head_dim:

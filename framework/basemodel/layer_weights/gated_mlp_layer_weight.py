@@ -16,17 +16,22 @@ class GatedMLPTransformerLayerWeight(TransformerLayerWeight):
         return {**self.norm_specs(), **self.attention_specs(), **self.mlp_specs()}
 
     def norm_specs(self):
-        p, hidden = self.prefix, self.config["hidden_size"]
-        return {"input_layernorm": [TensorSpec(f"{p}input_layernorm.weight", (hidden,))],
-                "post_attention_layernorm": [TensorSpec(f"{p}post_attention_layernorm.weight", (hidden,))]}
+        p, hidden, d = self.prefix, self.config["hidden_size"], self.config["head_dim"]
+        specs = {"input_layernorm": [TensorSpec(f"{p}input_layernorm.weight", (hidden,))],
+                 "post_attention_layernorm": [TensorSpec(f"{p}post_attention_layernorm.weight", (hidden,))]}
+        if self.config.get("qk_norm"):  # [head_dim] each, shared by every head: replicated
+            specs["q_norm"] = [TensorSpec(f"{p}self_attn.q_norm.weight", (d,))]
+            specs["k_norm"] = [TensorSpec(f"{p}self_attn.k_norm.weight", (d,))]
+        return specs
 
     def attention_specs(self):
         c = self.config
         hidden, q_out = c["hidden_size"], c["num_attention_heads"] * c["head_dim"]
         specs = {"qkv_proj": self.qkv_specs("weight"),
                  "o_proj": [TensorSpec(f"{self.prefix}self_attn.o_proj.weight", (hidden, q_out), 1)]}
-        if c.get("attention_bias"):
+        if c.get("attention_bias") or c.get("qkv_bias"):  # qkv_bias: q/k/v only (Qwen2)
             specs["qkv_bias"] = self.qkv_specs("bias")
+        if c.get("attention_bias"):
             specs["o_bias"] = [TensorSpec(f"{self.prefix}self_attn.o_proj.bias", (hidden,))]
         return specs
 
