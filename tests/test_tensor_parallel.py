@@ -47,7 +47,8 @@ def run_ranks(model_dir, model_type, world):
         port = s.getsockname()[1]
     ctx = multiprocessing.get_context("spawn" if torch.cuda.is_initialized() else "fork")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_rank, args=(str(model_dir), model_type, r, world, port, results)) for r in range(world)]
+    procs = [ctx.Process(target=_rank, args=(str(model_dir), model_type, rank, world, port, results))
+             for rank in range(world)]
     for p in procs:
         p.start()
     try:

@@ -15,7 +15,8 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _context_attention_kernel(
         q_ptr, kv_ptr, out_ptr, req_to_token_ptr, b_req_idx_ptr, b_start_loc_ptr, b_seq_len_ptr, b_ready_ptr,
-        slopes_ptr, scale_log2, window, cap_log2, stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh, stride_req,
+        slopes_ptr, scale_log2, window, cap_log2, stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh,
+        stride_req,
         N_REP, HK, D, HAS_ALIBI: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
         DOT_F32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
@@ -98,8 +99,9 @@ def context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_l
     _context_attention_kernel[grid](
         q, kv_cache, out, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
         alibi_slopes if alibi_slopes is not None else q, float(scale) * LOG2E, sliding_window or 0,
-        float(softcap or 1.0) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), out.stride(0), out.stride(1),
-        req_to_token.stride(0), n_rep, kv_heads, head_dim,
+        float(softcap or 1.0) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1),
+        out.stride(0), out.stride(1), req_to_token.stride(0), n_rep, kv_heads, head_dim,
         HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None, HAS_SOFTCAP=softcap is not None,
-        DOT_F32=_INTERPRETED or q.dtype == torch.float32, BLOCK_M=block, BLOCK_N=block, BLOCK_D=block_d, num_warps=4 if block_d <= 64 else 8, num_stages=1)
+        DOT_F32=_INTERPRETED or q.dtype == torch.float32, BLOCK_M=block, BLOCK_N=block, BLOCK_D=block_d,
+        num_warps=4 if block_d <= 64 else 8, num_stages=1)
     return out

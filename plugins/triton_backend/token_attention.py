@@ -130,14 +130,14 @@ def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: in
     mid_lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
     _split_kernel[(batch, kv_heads, num_splits)](
         q, kv_cache, req_to_token, b_req_idx, b_seq_len, alibi_slopes if alibi_slopes is not None else q,
-        mid_o, mid_lse, float(scale) * LOG2E, sliding_window or 0, float(softcap or 1.0) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1),
-        req_to_token.stride(0), mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
+        mid_o, mid_lse, float(scale) * LOG2E, sliding_window or 0, float(softcap or 1.0) * LOG2E,
+        q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), req_to_token.stride(0), mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
         mid_lse.stride(1), n_rep, kv_heads, head_dim, num_splits,
         HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None, HAS_SOFTCAP=softcap is not None,
-        DOT_F32=_INTERPRETED or q.dtype == torch.float32, SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
-        num_warps=4, num_stages=2)
+        DOT_F32=_INTERPRETED or q.dtype == torch.float32, SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n,
+        BLOCK_D=block_d, num_warps=4, num_stages=2)
     _merge_kernel[(batch, q_heads)](
-        mid_o, mid_lse, out, b_seq_len, sliding_window or 0, mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
-        mid_lse.stride(1), out.stride(0), out.stride(1), head_dim, num_splits,
+        mid_o, mid_lse, out, b_seq_len, sliding_window or 0, mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
+        mid_lse.stride(0), mid_lse.stride(1), out.stride(0), out.stride(1), head_dim, num_splits,
         HAS_WINDOW=sliding_window is not None, SPLIT_LEN=split_len, BLOCK_D=block_d, num_warps=4)
     return out
