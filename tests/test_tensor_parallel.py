@@ -66,6 +66,10 @@ TP_CASES = {  # model type, tiny config, changes: kv=1 replicated on both ranks 
     "qwen2-kv1-window": ("qwen2", "mqa_tied", {"use_sliding_window": True, "sliding_window": 6,
                                                "max_window_layers": 1}),
     "qwen3-kv1-qk-norm": ("qwen3", "head_dim_not_hidden_over_heads", {}),
+    "gemma2-kv2-sandwich-window-softcap": ("gemma2", "gqa_all_sliding", {}),
+    "phi3-kv1-fused-blocks": ("phi3", "gqa", {"num_key_value_heads": 1}),  # qkv_proj taken apart, KV head copied
+    "gpt_neox-parallel-residual": ("gpt_neox", "parallel_residual", {}),  # per-head fused qkv, two all-reduces
+    "gpt2-conv1d-blocks": ("gpt2", "base", {}),  # Conv1D c_attn taken apart per block, wpe
 }
 
 

@@ -70,6 +70,11 @@ def build_config(arch: str | None = None, config_file: str | Path | None = None,
                                 f"{', '.join('--' + o.replace('_', '-') for o in shape_fields)})")
     fields.update({shape_fields[k]: v for k, v in given.items()})
     _check_shape(arch, resolved, has_head_dim=bool(fields.get("head_dim")))
+    vocab = resolved.get("vocab")
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):  # a class default past a small vocabulary
+        default = getattr(defaults, key, None)  # (Phi-3's 32000) would be an embedding row that is not there
+        if key not in fields and isinstance(default, int) and vocab and default >= vocab:
+            fields[key] = None
     try:
         config = type(defaults)(**fields)
     except Exception as exc:  # transformers' strict config validation: a multi-line message, the cause last
