@@ -2,7 +2,7 @@
 generation against one request at a time."""
 import transformers
 
-from hf_reference import assert_greedy_matches, save_random_model
+from zooinfer.testing import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
 
 # Lengths 9, 2 and 40: the last runs past every tiny sliding window
