@@ -1,7 +1,8 @@
 """Whole models through every Triton kernel, by the kit's whole-model suite (zooinfer.testing.test_models): on
 CPU under the interpreter (CI), or compiled on a GPU. The interpreter is slow, so CI takes the cases that reach
 every kernel path: GQA, MQA, a head dim from the config, biases, llama3 rope; ALiBi slopes of odd head counts in
-both residual modes; sliding windows; q/k norms. `pytest --pyargs zooinfer.testing --zooinfer-backend triton` runs them all."""
+both residual modes; sliding windows; q/k norms; softcaps, GeGLU, partial rotary, parallel residuals and
+learned positions. `pytest --pyargs zooinfer.testing --zooinfer-backend triton` runs them all."""
 import pytest
 
 from zooinfer.testing.test_models import *  # noqa: F401,F403  the kit's whole-model test, collected here
@@ -14,6 +15,10 @@ CASES += [("bloom", name) for name in ("heads3", "heads5_post", "heads12", "unti
 # Sliding windows shorter than the prompts (every layer, upper layers only), q/k norms with an explicit head_dim.
 CASES += [("mistral", "sliding_window_1"), ("qwen2", "sliding_window_upper_layers"),
           ("qwen3", "head_dim_not_hidden_over_heads")]
+# GeGLU (tanh), windows and softcaps; partial rotary on strided views of q and k; exact GELU with partial rotary of
+# a per-head fused qkv; tanh GELU with learned positions.
+CASES += [("gemma2", "alternating_window"), ("phi3", "partial_rotary"), ("gpt_neox", "parallel_residual"),
+          ("gpt2", "base")]
 
 
 def pytest_generate_tests(metafunc):
