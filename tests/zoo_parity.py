@@ -2,8 +2,8 @@
 generation against one request at a time."""
 import transformers
 
-from zooinfer.testing import assert_greedy_matches, save_random_model
 from zooinfer import LLM, SamplingParams
+from zooinfer.testing import assert_greedy_matches, save_random_model
 
 # Lengths 9, 2 and 40: the last runs past every tiny sliding window
 PROMPTS = [[3, 17, 92, 5, 44, 8, 150, 21, 9], [7, 7], list(range(20, 60))]
@@ -35,4 +35,5 @@ def assert_batch_equals_single(path, **llm_kwargs):
         assert out.token_ids == alone.token_ids
         for ours, ref in zip(out.logprobs, alone.logprobs):
             assert ours.keys() == ref.keys() and max(abs(ours[t] - ref[t]) for t in ours) < 1e-5
+    llm.clear_cache()  # drops the cached prefixes: then every slot is free again
     assert llm.model.kv_cache.free_slot_count == 512
