@@ -15,7 +15,7 @@ HUGE = 10**9
 CONFIG_FAULTS = {  # config.json edit -> what the one-line error must name
     "layers_forged": ({"num_hidden_layers": HUGE}, ["num_hidden_layers=1000000000", "holds 2 layers"]),
     "hidden_forged": ({"hidden_size": HUGE}, ["hidden_size=1000000000", "model.embed_tokens.weight"]),
-    "heads_forged": ({"num_attention_heads": HUGE}, ["1000000000", "attention heads"]),
+    "heads_forged": ({"num_attention_heads": HUGE}, ["num_attention_heads=1000000000", "q_proj"]),
     "heads_exceed_hidden": ({"num_attention_heads": 128, "head_dim": None}, ["num_attention_heads=128",
                                                                               "hidden_size=64"]),
     "vocab_forged": ({"vocab_size": HUGE}, ["vocab_size=1000000000", "lm_head.weight"]),

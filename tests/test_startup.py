@@ -50,6 +50,15 @@ def test_plugins_check_imports_each_entry(register_plugin, capsys):
     assert "Phantom" in checked["phantom"]["error"] and checked["llama"]["error"] is None
 
 
+def test_plain_rope_model_runs_without_transformers(tiny_llama_dir):
+    out = run_python(f"import sys\nfrom zooinfer import LLM, SamplingParams\n"
+                     f"llm = LLM({str(tiny_llama_dir)!r}, threads=1)\n"
+                     "print(llm.generate(prompt_token_ids=[1, 2, 3], sampling_params=SamplingParams(max_new_tokens=2,"
+                     " temperature=0))[0].token_ids)\nprint('transformers' in sys.modules)")
+    tokens, loaded = out.split()[-3:-1], out.split()[-1]
+    assert loaded == "False" and len(tokens) == 2
+
+
 def test_fast_tokenizer_path_equals_auto_tokenizer():
     from transformers import AutoTokenizer
 

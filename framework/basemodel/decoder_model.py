@@ -2,6 +2,8 @@
 transformers config class and its defaults, and swaps only the parts that differ."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from zooinfer.errors import ZooinferError
 
 from .basemodel import TpPartBaseModel
@@ -26,6 +28,9 @@ class DecoderTpPartModel(TpPartBaseModel):
                              "mlp_bias": False, "hidden_act": "silu"}
     partial_rotary = False  # whether the family honours partial_rotary_factor, as transformers' class does
     qk_norm = False  # a per-head RMSNorm on q and k before rotary (Qwen3's q_norm, k_norm)
+    # The config class's default rope_theta, where the family declares it: a config with plain rope and no sliding
+    # window is then read without transformers' config class, whose import costs seconds of start-up.
+    plain_rope_theta: float | None = None
 
     def _init_config(self):
         super()._init_config()
@@ -35,12 +40,28 @@ class DecoderTpPartModel(TpPartBaseModel):
         family = self.hf_config_class.removesuffix("Config").lower()
         self._rope_parameters()
         check_gated_activation(c["hidden_act"], family)
-        self.hf_config = build_hf_config(self.hf_config_class_object(), c, family,
-                                         self.model_dir / "config.json")
+        self.hf_config = self._plain_config() or build_hf_config(self.hf_config_class_object(), c, family,
+                                                                 self.model_dir / "config.json")
         self.rotary = Rotary(self.hf_config, self.device, family, self.partial_rotary)
         c["rotary_dim"] = self.rotary.rotary_dim
         c["qk_norm"] = self.qk_norm
         self.sliding_windows = self.layer_sliding_windows()
+
+    def _plain_config(self) -> SimpleNamespace | None:
+        """What Rotary and the sliding windows read of a transformers config, for a plain-rope config without
+        windows; None for anything else (then transformers' own config class builds and validates it)."""
+        c = self.config
+        rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
+        if self.plain_rope_theta is None or self.partial_rotary or rope.get("rope_type", rope.get("type", "default")) \
+                != "default" or c.get("sliding_window") is not None or c.get("layer_types") is not None:
+            return None
+        theta = rope.get("rope_theta", c.get("rope_theta", self.plain_rope_theta))
+        if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not 0 < theta < float("inf"):
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: rope_theta must be a positive number, got {theta!r}")
+        return SimpleNamespace(rope_parameters={"rope_type": "default", "rope_theta": float(theta)},
+                               max_position_embeddings=self.max_context_length(), head_dim=c["head_dim"],
+                               hidden_size=c["hidden_size"], num_attention_heads=c["num_attention_heads"],
+                               sliding_window=None, layer_types=None)
 
     def _init_custom(self):
         """Hands each layer its sliding window (a family overriding this calls super()._init_custom())."""

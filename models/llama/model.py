@@ -8,6 +8,7 @@ _ROPE_HALF = 8  # head_dim 16 -> 8 frequencies
 class LlamaTpPartModel(DecoderTpPartModel):
     """Llama: the decoder template as it is (rotary of every rope type, RMSNorm, GQA, SwiGLU)."""
     hf_config_class = "LlamaConfig"
+    plain_rope_theta = 10000.0  # LlamaConfig's default
     ignorable_tensors = (r"rotary_emb\.inv_freq$",)  # buffers that old checkpoints saved
     tiny_configs = {name: {**_TINY, **options} for name, options in {
         "gqa": {},
