@@ -1,24 +1,17 @@
 """Shared by the benchmark scripts: machine description, timing, and the table printer."""
 from __future__ import annotations
 
-import platform
 import shlex
 import sys
 import time
 
 import torch
 
+from zooinfer.tools.machine import describe_machine
+
 
 def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return describe_machine(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def command() -> str:

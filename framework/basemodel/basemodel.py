@@ -88,6 +88,18 @@ class TpPartBaseModel:
             raise ZooinferError(f"{where}: num_attention_heads={c['num_attention_heads']} exceeds "
                                 f"hidden_size={c['hidden_size']}")
 
+    def _set_multi_head_attention(self, hidden_name: str = "hidden_size", heads_name: str = "num_attention_heads"):
+        """For families without grouped-query attention or a head_dim field (BLOOM, GPT-NeoX, GPT-2): every head
+        has its own keys and values, and head_dim = hidden / heads, which must divide (named as config.json
+        names the two fields)."""
+        c = self.config
+        hidden, heads = c["hidden_size"], c["num_attention_heads"]
+        if hidden % heads:
+            raise ZooinferError(f"{self.model_dir / 'config.json'}: {hidden_name}={hidden} is not divisible by "
+                                f"{heads_name}={heads}")
+        c["head_dim"] = hidden // heads
+        c["num_key_value_heads"] = heads
+
     @classmethod
     def check_shape_options(cls, given: dict, shape: dict) -> None:
         """random-model hook: reject shape options (given by the user; `shape` is every option resolved) that

@@ -4,7 +4,6 @@ prefill's, printed as a table with the command and the machine. Shapes are one l
 shows up as wrong, not as fast. Ops that plugins add (zooinfer_register_ops) have no shapes here and are left out."""
 from __future__ import annotations
 
-import platform
 import shlex
 import statistics
 import time
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from zooinfer.errors import ZooinferError
+
+from .machine import describe_machine
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -145,19 +146,6 @@ def _shape(t: torch.Tensor) -> str:
     return "x".join(map(str, t.shape))
 
 
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    where = "" if device.type == "cpu" else f"device {device}, "
-    return f"{where}{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def format_table(rows: list[list], backend: str, device: str, dtype: str, shapes: Shapes, argv: list[str]) -> str:
     from zooinfer.engine.loading import parse_device
 
@@ -165,7 +153,7 @@ def format_table(rows: list[list], backend: str, device: str, dtype: str, shapes
     cells = [header] + [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [f"command: {' '.join(shlex.quote(a) for a in argv)}",
-             f"machine: {machine(parse_device(device))}",
+             f"machine: {describe_machine(parse_device(device))}",
              f"{dtype}; one layer of hidden {shapes.hidden}, heads {shapes.heads}/{shapes.kv_heads} x "
              f"{shapes.head_dim}, MLP {shapes.intermediate}; decode {shapes.batch} rows over {shapes.context} "
              f"tokens, prefill {shapes.batch} x {shapes.prompt_len} tokens; median of the timed calls", ""]

@@ -57,13 +57,8 @@ class BloomTpPartModel(TpPartBaseModel):
         for key, default in (("layer_norm_epsilon", 1e-5), ("apply_residual_connection_post_layernorm", False),
                              ("tie_word_embeddings", True)):
             c.setdefault(key, default)
-        hidden, heads = c["hidden_size"], c["num_attention_heads"]
-        if hidden % heads:
-            raise ZooinferError(f"{self.model_dir / 'config.json'}: hidden_size={hidden} is not divisible by "
-                                f"num_attention_heads={heads}")
-        c["head_dim"] = hidden // heads
-        c["num_key_value_heads"] = heads  # no grouped-query attention
-        c["intermediate_size"] = 4 * hidden  # BloomMLP hard-codes 4h (transformers ignores n_inner too)
+        self._set_multi_head_attention()
+        c["intermediate_size"] = 4 * c["hidden_size"]  # BloomMLP hard-codes 4h (transformers ignores n_inner too)
 
     def max_context_length(self) -> int:
         # ALiBi has no position table to run past, so no hard limit: the training length (seq_length, in some

@@ -49,13 +49,8 @@ class GPT2TpPartModel(TpPartBaseModel):
         if c.get("add_cross_attention"):
             raise ZooinferError(f"{self.model_dir / 'config.json'}: gpt2 add_cross_attention (an encoder-decoder "
                                 f"layer) is not supported")
-        hidden, heads = c["hidden_size"], c["num_attention_heads"]
-        if hidden % heads:
-            raise ZooinferError(f"{self.model_dir / 'config.json'}: n_embd={hidden} is not divisible by "
-                                f"n_head={heads}")
-        c["head_dim"] = hidden // heads
-        c["num_key_value_heads"] = heads  # no grouped-query attention
-        c["intermediate_size"] = c.get("n_inner") or 4 * hidden
+        self._set_multi_head_attention("n_embd", "n_head")
+        c["intermediate_size"] = c.get("n_inner") or 4 * c["hidden_size"]
         c["gelu_approximate"] = gelu_approximation("gpt2", "activation_function", c["activation_function"])
 
     def max_context_length(self) -> int:

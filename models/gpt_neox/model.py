@@ -47,12 +47,7 @@ class GPTNeoXTpPartModel(TpPartBaseModel):
         for key, default in (("layer_norm_eps", 1e-5), ("use_parallel_residual", True), ("attention_bias", True),
                              ("tie_word_embeddings", False), ("hidden_act", "gelu")):
             c.setdefault(key, default)
-        hidden, heads = c["hidden_size"], c["num_attention_heads"]
-        if hidden % heads:
-            raise ZooinferError(f"{self.model_dir / 'config.json'}: hidden_size={hidden} is not divisible by "
-                                f"num_attention_heads={heads}")
-        c["head_dim"] = hidden // heads
-        c["num_key_value_heads"] = heads  # no grouped-query attention
+        self._set_multi_head_attention()
         c["gelu_approximate"] = gelu_approximation("gpt_neox", "hidden_act", c["hidden_act"])
         # transformers reads the legacy rotary_pct / rotary_emb_base into rope_parameters
         self.hf_config = build_hf_config(self.hf_config_class_object(), c, "gpt_neox",
