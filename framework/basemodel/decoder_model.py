@@ -51,11 +51,13 @@ class DecoderTpPartModel(TpPartBaseModel):
         """What Rotary and the sliding windows read of a transformers config, for a plain-rope config without
         windows; None for anything else (then transformers' own config class builds and validates it)."""
         c = self.config
-        rope = c.get("rope_parameters") or c.get("rope_scaling") or {}
-        if self.plain_rope_theta is None or self.partial_rotary or rope.get("rope_type", rope.get("type", "default")) \
-                != "default" or c.get("sliding_window") is not None or c.get("layer_types") is not None:
+        ropes = [c.get(key) or {} for key in ("rope_parameters", "rope_scaling")]  # either spelling may be set
+        if self.plain_rope_theta is None or self.partial_rotary or c.get("sliding_window") is not None \
+                or c.get("layer_types") is not None or any(not isinstance(rope, dict) or rope.get(
+                    "rope_type", rope.get("type", "default")) != "default" for rope in ropes):
             return None
-        theta = rope.get("rope_theta", c.get("rope_theta", self.plain_rope_theta))
+        theta = next((rope["rope_theta"] for rope in ropes if "rope_theta" in rope),
+                     c.get("rope_theta", self.plain_rope_theta))
         if not isinstance(theta, (int, float)) or isinstance(theta, bool) or not 0 < theta < float("inf"):
             raise ZooinferError(f"{self.model_dir / 'config.json'}: rope_theta must be a positive number, got {theta!r}")
         return SimpleNamespace(rope_parameters={"rope_type": "default", "rope_theta": float(theta)},
