@@ -18,7 +18,7 @@ from zooinfer.engine.loading import read_config
 from zooinfer.models.bloom import BloomTpPartModel
 from zooinfer.models.bloom.alibi import alibi_slopes, rank_alibi_slopes
 from zooinfer.plugins.torch_backend.backend import TorchBackend
-from zooinfer.testing import assert_greedy_matches, save_random_model
+from zooinfer.testing import assert_batch_equals_single, assert_greedy_matches, save_random_model
 from zooinfer.tools.compare import zooinfer_greedy
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -81,15 +81,8 @@ def test_batch_equals_single(tmp_path):
     save_random_model(bloom_config(n_head=6, **POST), tmp_path)
     llm = LLM(str(tmp_path), kv_cache_tokens=512, max_batch_size=4, max_prefill_tokens=48)
     prompts = [PROMPTS[i % 3][: 5 + i] for i in range(7)]
-    params = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True, logprobs=2)
-    batched = llm.generate(prompt_token_ids=prompts, sampling_params=params)
-    for prompt, out in zip(prompts, batched):
-        alone = llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0]
-        assert out.token_ids == alone.token_ids
-        for ours, ref in zip(out.logprobs, alone.logprobs):
-            assert ours.keys() == ref.keys() and max(abs(ours[t] - ref[t]) for t in ours) < 1e-5
-    llm.clear_cache()  # drops the cached prefixes: then every slot is free again
-    assert llm.model.kv_cache.free_slot_count == 512
+    assert_batch_equals_single(llm, prompts, SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True,
+                                                            logprobs=2))
 
 
 def _greedy_on_rank(model_dir, rank, world, port, prompts, steps, results):

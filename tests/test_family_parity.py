@@ -8,7 +8,7 @@ import pytest
 from zooinfer import LLM, SamplingParams
 from zooinfer.errors import ZooinferError
 from zooinfer.plugin_manager import model_registry
-from zooinfer.testing import save_random_model
+from zooinfer.testing import assert_batch_equals_single, save_random_model
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -42,12 +42,7 @@ def test_batch_equals_single(model_type, name, tmp_path):
     save_tiny(model_type, name, tmp_path)
     llm = LLM(str(tmp_path), kv_cache_tokens=512, max_batch_size=4, max_prefill_tokens=24)
     prompts = [PROMPTS[i % 3][: 5 + 3 * i] for i in range(6)]
-    params = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True)
-    batched = llm.generate(prompt_token_ids=prompts, sampling_params=params)
-    for prompt, out in zip(prompts, batched):
-        assert out.token_ids == llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0].token_ids
-    llm.clear_cache()  # drops the cached prefixes: then every slot is free again
-    assert llm.model.kv_cache.free_slot_count == 512
+    assert_batch_equals_single(llm, prompts, SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True))
 
 
 @pytest.mark.parametrize("model_type, name, change, culprit", [

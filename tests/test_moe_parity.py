@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import test_tensor_parallel as tp
-from zooinfer.testing import assert_greedy_matches, save_random_model
+from zooinfer.testing import assert_batch_equals_single, assert_greedy_matches, save_random_model
 from triton_mode import import_kernels, interpreter
 from zooinfer import LLM, SamplingParams
 from zooinfer.engine.loading import read_config
@@ -76,14 +76,8 @@ def test_batch_equals_single(cls, tmp_path):
     save_tiny(cls, next(iter(cls.tiny_configs)), tmp_path)
     llm = LLM(str(tmp_path), backend="torch", kv_cache_tokens=512, max_batch_size=4, max_prefill_tokens=48)
     prompts = [PROMPTS[i % 3][: 5 + i] for i in range(7)]
-    params = SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True, logprobs=2)
-    for prompt, out in zip(prompts, llm.generate(prompt_token_ids=prompts, sampling_params=params)):
-        alone = llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0]
-        assert out.token_ids == alone.token_ids
-        for ours, ref in zip(out.logprobs, alone.logprobs):
-            assert ours.keys() == ref.keys() and max(abs(ours[t] - ref[t]) for t in ours) < 1e-5
-    llm.clear_cache()  # drops the cached prefixes: then every slot is free again
-    assert llm.model.kv_cache.free_slot_count == 512
+    assert_batch_equals_single(llm, prompts, SamplingParams(max_new_tokens=8, temperature=0, ignore_eos=True,
+                                                            logprobs=2))
 
 
 @pytest.mark.parametrize("model_type, name, fused", [("mixtral", "top2_gqa", False), ("mixtral", "top2_gqa", True),

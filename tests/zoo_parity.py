@@ -3,6 +3,7 @@ generation against one request at a time."""
 import transformers
 
 from zooinfer import LLM, SamplingParams
+from zooinfer import testing
 from zooinfer.testing import assert_greedy_matches, save_random_model
 
 # Lengths 9, 2 and 40: the last runs past every tiny sliding window
@@ -28,12 +29,5 @@ def assert_batch_equals_single(path, **llm_kwargs):
     logprobs as each request alone, and every KV slot free afterwards."""
     llm = LLM(str(path), kv_cache_tokens=512, max_batch_size=4, max_prefill_tokens=48, **llm_kwargs)
     prompts = [PROMPTS[i % 3][: 5 + 3 * i] for i in range(7)]
-    params = SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True, logprobs=2)
-    batched = llm.generate(prompt_token_ids=prompts, sampling_params=params)
-    for prompt, out in zip(prompts, batched):
-        alone = llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0]
-        assert out.token_ids == alone.token_ids
-        for ours, ref in zip(out.logprobs, alone.logprobs):
-            assert ours.keys() == ref.keys() and max(abs(ours[t] - ref[t]) for t in ours) < 1e-5
-    llm.clear_cache()  # drops the cached prefixes: then every slot is free again
-    assert llm.model.kv_cache.free_slot_count == 512
+    testing.assert_batch_equals_single(llm, prompts, SamplingParams(max_new_tokens=12, temperature=0, ignore_eos=True,
+                                                                    logprobs=2))

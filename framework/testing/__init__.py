@@ -1,7 +1,7 @@
 """zooinfer.testing: the kit a model family or a backend tests itself with.
 
 - Hugging Face parity helpers (below; importing them costs nothing until one is called): a tiny random transformers model, its teacher-forced logprobs, and the
-  greedy-parity assertion every model test uses.
+  greedy-parity assertion every model test uses, and batch == single.
 - `pytest --pyargs zooinfer.testing --zooinfer-backend NAME [--zooinfer-device DEV]`: the op conformance suite
   (test_ops.py) and the whole-model parity suite (test_models.py) on one installed backend; plugin.py is the
   pytest plugin (entry point pytest11) that adds those options.
@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-__all__ = ["save_random_model", "teacher_forced_logprobs", "assert_greedy_matches"]
+__all__ = ["save_random_model", "teacher_forced_logprobs", "assert_greedy_matches", "assert_batch_equals_single"]
 
 
 def save_random_model(config, out_dir, seed: int = 0):
@@ -53,3 +53,18 @@ def assert_greedy_matches(hf_model, prompt, output, atol=1e-4):
             ours, ref_lp = ours[:i], ref_lp[:i]  # after a near-tie flip the sequences legitimately diverge
             break
     torch.testing.assert_close(ours, ref_lp, atol=atol, rtol=0)
+
+
+def assert_batch_equals_single(llm, prompts: list[list[int]], params) -> None:
+    """Each prompt generated in one continuous batch (lengths that differ, more requests than the batch holds,
+    prefills split across steps) gives the tokens, and the logprobs within 1e-5, that it gives alone; afterwards,
+    once cached prefixes are dropped, every KV slot is free again."""
+    batched = llm.generate(prompt_token_ids=prompts, sampling_params=params)
+    for prompt, out in zip(prompts, batched):
+        alone = llm.generate(prompt_token_ids=[prompt], sampling_params=params)[0]
+        assert out.token_ids == alone.token_ids, f"prompt {prompt}: batched {out.token_ids}, alone {alone.token_ids}"
+        for ours, ref in zip(out.logprobs or [], alone.logprobs or []):
+            assert ours.keys() == ref.keys() and max(abs(ours[t] - ref[t]) for t in ours) < 1e-5
+    llm.clear_cache()
+    kv = llm.model.kv_cache
+    assert kv.free_slot_count == kv.num_slots, f"{kv.num_slots - kv.free_slot_count} KV slots still held"
