@@ -27,6 +27,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 	# What a vendor runs on an installed backend: every op, and every model family's tiny configs through it.
 	$(PY) -m pytest -q -p no:cacheprovider --pyargs zooinfer.testing --zooinfer-backend example
+	# The same kit on the triton backend, its kernels under the Triton interpreter (about 5 minutes on 2 cores).
+	$(PY) -m pytest -q -p no:cacheprovider --pyargs zooinfer.testing --zooinfer-backend triton
 
 bench: $(STAMP)
 	$(PY) benchmarks/cpu_generate.py
