@@ -41,7 +41,13 @@ class PrefixCache:
 
     def match(self, ids: list[int]) -> tuple[list[int], Node]:
         """The slots of the longest cached prefix of ids, and its deepest node (split to end exactly there)."""
-        node, pos, parts, now = self.root, 0, [], next(self._clock)
+        node, pos, parts = self._descend(ids, next(self._clock))
+        return (torch.cat(parts).tolist() if parts else []), node
+
+    def _descend(self, ids: list[int], now: int) -> tuple[Node, int, list[torch.Tensor]]:
+        """Down the tree along ids as far as it holds them, splitting the last node to end exactly there and
+        marking each node used at `now`: (deepest node, tokens matched, the matched nodes' slots)."""
+        node, pos, parts = self.root, 0, []
         while pos < len(ids) and ids[pos] in node.children:
             child = node.children[ids[pos]]
             n = _common_len(ids, child.key, pos)
@@ -50,19 +56,13 @@ class PrefixCache:
             child.last_used = now
             parts.append(child.slots)
             node, pos = child, pos + n
-        return (torch.cat(parts).tolist() if parts else []), node
+        return node, pos, parts
 
     def insert(self, ids: list[int], slots: list[int]) -> int:
         """Caches ids -> slots; returns how many leading tokens were cached already (the caller still owns
         those slots of its own: they duplicate the tree's). The tree takes ownership of the rest."""
-        node, pos, now = self.root, 0, next(self._clock)
-        while pos < len(ids) and ids[pos] in node.children:
-            child = node.children[ids[pos]]
-            n = _common_len(ids, child.key, pos)
-            if n < len(child.key):
-                child = self._split(child, n)
-            child.last_used = now
-            node, pos = child, pos + n
+        now = next(self._clock)
+        node, pos, _ = self._descend(ids, now)
         if pos < len(ids):
             leaf = Node(ids[pos:], torch.tensor(slots[pos:], dtype=torch.int32), node)
             leaf.last_used = now

@@ -1,29 +1,14 @@
-from zooinfer.basemodel import TransformerLayerInfer
+from zooinfer.basemodel.layer_infer.layernorm_layer_infer import LayerNormTransformerLayerInfer
 
 
-class BloomTransformerLayerInfer(TransformerLayerInfer):
+class BloomTransformerLayerInfer(LayerNormTransformerLayerInfer):
     """LayerNorm with bias, fused per-head qkv, ALiBi attention (slopes set by the model), GELU MLP."""
+
+    eps_key = "layer_norm_epsilon"
 
     def __init__(self, layer_num, network_config, ops, tp_rank=0, world_size=1):
         super().__init__(layer_num, network_config, ops, tp_rank, world_size)
-        self.eps = network_config["layer_norm_epsilon"]
         self.residual_from_norm = network_config["apply_residual_connection_post_layernorm"]
-
-    def _att_norm(self, x, residual, weight):
-        return self.ops.layernorm(x, weight.input_layernorm, weight.input_layernorm_bias, self.eps, residual)
-
-    def _ffn_norm(self, x, residual, weight):
-        return self.ops.layernorm(x, weight.post_attention_layernorm, weight.post_attention_layernorm_bias,
-                                  self.eps, residual)
-
-    def _get_qkv(self, x, state, weight):
-        # transformers' layout: per head, q, k and v rows in turn -> view(n, heads, 3, head_dim)
-        qkv = self.ops.linear(x, weight.query_key_value, weight.query_key_value_bias)
-        qkv = qkv.view(x.shape[0], self.tp_q_heads, 3, self.head_dim)
-        return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-
-    def _get_o(self, o, state, weight):
-        return self._input_split_linear(o, weight.dense, weight.dense_bias)
 
     def _ffn(self, x, state, weight):
         act = self.ops.gelu(self.ops.linear(x, weight.dense_h_to_4h, weight.dense_h_to_4h_bias))
