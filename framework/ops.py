@@ -108,6 +108,12 @@ class Ops:
         """x [n, in] @ weight[out, in].T (+ bias [out])."""
         raise NotImplementedError
 
+    def quantized_linear(self, x, weight, bias=None) -> torch.Tensor:
+        """x [n, in] @ W.T (+ bias [out]) for a zooinfer.quantization.QuantizedWeight W (weight-only int8 or
+        int4, grouped scales): the result equals x @ weight.dequantize(x.dtype).T up to float rounding. Returns
+        [n, out] in x's dtype."""
+        raise NotImplementedError
+
     def store_kv(self, kv_cache, k, v, slots) -> None:
         """Writes k, v [n, Hk, D] into kv_cache [S, 2*Hk, D] (keys in heads [0, Hk), values in [Hk, 2Hk)) at slots [n]."""
         raise NotImplementedError

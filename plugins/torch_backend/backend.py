@@ -102,6 +102,9 @@ class TorchBackend(Ops):
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
+    def quantized_linear(self, x, weight, bias=None):
+        return F.linear(x, weight.dequantize(x.dtype), bias)
+
     def store_kv(self, kv_cache, k, v, slots):
         kv_cache[slots.long()] = torch.cat((k, v), dim=1)
 
