@@ -7,7 +7,7 @@ model's run dtype; norms, rotary and attention accumulate in float32. The torch 
 reference implementation of every op; a new backend subclasses it and overrides what it accelerates.
 
 Rules every op keeps: it leaves its inputs unchanged (except rotary's q, k and store_kv's cache, which it
-updates in place); store_kv's slots may repeat (the padded rows of a CUDA-graph batch all write the pool's
+updates in place, and rotary_store_kv's all three); store_kv's slots may repeat (the padded rows of a CUDA-graph batch all write the pool's
 spare slot). Decode-step ops (everything but context_attention) must run under CUDA-graph capture: no host
 sync, launch sizes from host ints only, and rows with b_seq_len 0 cost little and yield zeros.
 """
@@ -116,6 +116,11 @@ class Ops:
 
     def store_kv(self, kv_cache, k, v, slots) -> None:
         """Writes k, v [n, Hk, D] into kv_cache [S, 2*Hk, D] (keys in heads [0, Hk), values in [Hk, 2Hk)) at slots [n]."""
+        raise NotImplementedError
+
+    def rotary_store_kv(self, q, k, v, cos, sin, kv_cache, slots) -> None:
+        """rotary(q, k, cos, sin) then store_kv(kv_cache, k, v, slots), as one op: q and k are rotated in place
+        and the rotated k is what the pool holds. A backend may fuse them (one kernel for three at decode)."""
         raise NotImplementedError
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,

@@ -110,7 +110,7 @@ def test_pool_shorter_than_the_context(checkpoint, backend):
     eager = LLM(str(checkpoint), enforce_eager=True, **kwargs)
     graphed = LLM(str(checkpoint), **kwargs)
     assert graphed.max_model_len == 2048 and graphed.model.kv_cache.req_to_token.shape[1] == 1024
-    assert graphed.graphs.len_buckets[-1] == 1024
+    assert graphed.engine.graphs.len_buckets[-1] == 1024
     want = eager.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     got = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     assert [o.token_ids for o in got] == [o.token_ids for o in want]

@@ -172,6 +172,29 @@ def test_store_kv_padded_rows_share_the_spare_slot(backend_ops):
     store_both(backend_ops, rand(17, 2 * kv_heads, head_dim), k, v, slots)
 
 
+@pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+def test_rotary_store_kv(backend_ops, q_heads, kv_heads, head_dim, dtype):
+    """Rotary then store as one op, on views into a fused qkv row: q and k rotated in place, the rotated k and
+    the untouched v in the pool, as the two ops give."""
+    n, slots_total = 6, 24
+    qkv = rand(n, (q_heads + 2 * kv_heads) * head_dim, dtype=dtype)
+    cos, sin = rand(n, head_dim // 2), rand(n, head_dim // 2)
+    pool, slots = rand(slots_total, 2 * kv_heads, head_dim, dtype=dtype), torch.randperm(slots_total)[:n].int()
+    results = []
+    for impl in reversed(backend_ops):
+        buf, cache = qkv.clone(), pool.clone()
+        q, k, v = buf.split([q_heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=1)
+        q, k, v = (t.view(n, -1, head_dim) for t in (q, k, v))
+        impl.rotary_store_kv(q, k, v, cos, sin, cache, slots)
+        results.append((buf, cache))
+    call = (backend_ops[0], "rotary_store_kv", (q, k, v, cos, sin, pool, slots))
+    close(call, results[0][0], results[1][0], ROUNDED_TOL[dtype], "q and k (in place)")
+    close(call, results[0][1], results[1][1], ROUNDED_TOL[dtype], "kv_cache (in place)")
+    assert torch.equal(results[0][0][:, (q_heads + kv_heads) * head_dim:], qkv[:, (q_heads + kv_heads) * head_dim:]), \
+        "rotary_store_kv changed v"
+
+
 def make_pool(seq_lens, kv_heads, head_dim, dtype, spare_slots=9):
     """A random pool and a request-to-token table whose rows (not in batch order) point at shuffled slots."""
     total = sum(seq_lens) + spare_slots
@@ -216,23 +239,30 @@ def test_context_attention_half(backend_ops, dtype):
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
 @pytest.mark.parametrize("with_alibi", [False, True])
 def test_token_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, dtype=torch.float32, max_len=80,
-                         window=None, softcap=None):
-    """The reference gets max_len 80; the backend `max_len` (80, 70 or, for a kernel that allows it, less)."""
+                         window=None, softcap=None, seq_lens=(1, 40, 0, 70, 33)):
+    """The reference gets a max_len 10 past the longest; the backend `max_len` (that, the longest or, for a kernel
+    that allows it, less).
+    The default lengths cross key-block and split boundaries; the 0 is a padded row (CUDA-graph padding)."""
     ref, backend = backend_ops
-    # Lengths cross key-block and split boundaries; the 0 is a padded row (CUDA-graph padding).
-    seq_lens = [1, 40, 0, 70, 33]
+    seq_lens = list(seq_lens)
     kv_cache, req_to_token, b_req_idx = make_pool([max(s, 1) for s in seq_lens], kv_heads, head_dim, dtype)
     q = rand(len(seq_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     args = (q, kv_cache, req_to_token, b_req_idx, int32(seq_lens))
     rest = (head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
     call, out, _ = run((ref, backend), "token_attention", *args, max_len, *rest)
-    close(call, out, ref.token_attention(*args, 80, *rest), DOT_TOL[dtype])
+    close(call, out, ref.token_attention(*args, max(seq_lens) + 10, *rest), DOT_TOL[dtype])
     assert torch.equal(out[2], torch.zeros_like(out[2])), "token_attention: a row with b_seq_len 0 must give zeros"
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=dtype_name)
 def test_token_attention_half(backend_ops, dtype):
     test_token_attention(backend_ops, 4, 2, 64, True, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+def test_token_attention_short_context(backend_ops, dtype):
+    """Every context within one key block (a kernel may then take a single pass), with a padded row."""
+    test_token_attention(backend_ops, 4, 2, 32, True, dtype=dtype, max_len=17, seq_lens=(1, 9, 0, 17, 5))
 
 
 def test_token_attention_max_len_equal_to_the_longest(backend_ops):

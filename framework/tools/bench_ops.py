@@ -69,6 +69,8 @@ def op_calls(s: Shapes, phase: str, dtype, device) -> dict:
         "store_kv": (rand(slots, 2 * s.kv_heads, s.head_dim), rand(n, s.kv_heads, s.head_dim),
                      rand(n, s.kv_heads, s.head_dim), new_slots),
     }
+    calls["rotary_store_kv"] = (*calls["rotary"][:2], calls["store_kv"][2], *calls["rotary"][2:],
+                                calls["store_kv"][0], new_slots)
     kv_cache, b_req_idx, b_seq_len = rand(slots, 2 * s.kv_heads, s.head_dim), i32(range(s.batch)), i32(lengths)
     scale = s.head_dim ** -0.5
     if decode:

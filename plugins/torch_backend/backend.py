@@ -102,6 +102,10 @@ class TorchBackend(Ops):
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
+    def rotary_store_kv(self, q, k, v, cos, sin, kv_cache, slots):
+        self.rotary(q, k, cos, sin)
+        self.store_kv(kv_cache, k, v, slots)
+
     def quantized_linear(self, x, weight, bias=None):
         return F.linear(x, weight.dequantize(x.dtype), bias)
 

@@ -41,8 +41,9 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import activation, context_attention, matvec, moe, norm, rotary, store_kv, token_attention
-        self._norm, self._rotary, self._activation = norm, rotary, activation
+        from . import (activation, context_attention, matvec, moe, norm, rotary, rotary_store_kv, store_kv,
+                       token_attention)
+        self._norm, self._rotary, self._rotary_store, self._activation = norm, rotary, rotary_store_kv, activation
         self._matvec, self._moe = matvec, moe
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
@@ -76,6 +77,9 @@ class TritonBackend(TorchBackend):
 
     def store_kv(self, kv_cache, k, v, slots):
         self._store_kv.store_kv(kv_cache, k, v, slots)
+
+    def rotary_store_kv(self, q, k, v, cos, sin, kv_cache, slots):
+        self._rotary_store.rotary_store_kv(q, k, v, cos, sin, kv_cache, slots)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
                           max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):

@@ -36,7 +36,13 @@ def _rotate(x, cos, sin):
 
 
 def rotary(q, k, cos, sin) -> None:
-    op = "rotary"
+    if check_rotary("rotary", q, k, cos, sin):
+        _rotate(q, cos, sin)
+        _rotate(k, cos, sin)
+
+
+def check_rotary(op, q, k, cos, sin) -> bool:
+    """One-line errors for bad rotary arguments; False when there is no token to rotate."""
     check_tensor(op, "q", q, 3)
     check_tensor(op, "k", k, 3)
     check_tensor(op, "cos", cos, 2)
@@ -51,7 +57,4 @@ def rotary(q, k, cos, sin) -> None:
     check_shape(op, "cos", cos, (n, head_dim // 2))
     check_shape(op, "sin", sin, (n, head_dim // 2))
     check_same_device(op, q=q, k=k, cos=cos, sin=sin)
-    if n == 0:
-        return
-    _rotate(q, cos, sin)
-    _rotate(k, cos, sin)
+    return n > 0

@@ -23,7 +23,17 @@ def _store_kv_kernel(k_ptr, v_ptr, slots_ptr, cache_ptr, stride_kt, stride_kh, s
 
 
 def store_kv(kv_cache, k, v, slots) -> None:
-    op = "store_kv"
+    if not check_store_kv("store_kv", kv_cache, k, v, slots):
+        return
+    n, kv_heads, head_dim = k.shape
+    block_h, block_d = triton.next_power_of_2(kv_heads), triton.next_power_of_2(head_dim)
+    _store_kv_kernel[(n,)](k, v, slots, kv_cache, k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                           kv_cache.stride(0), kv_cache.stride(1), kv_heads, head_dim,
+                           BLOCK_H=block_h, BLOCK_D=block_d, num_warps=min(max(block_h * block_d // 256, 1), 8))
+
+
+def check_store_kv(op, kv_cache, k, v, slots) -> bool:
+    """One-line errors for bad store_kv arguments; False when there is no token to store."""
     check_tensor(op, "kv_cache", kv_cache, 3)
     check_tensor(op, "k", k, 3)
     check_tensor(op, "v", v, 3)
@@ -37,9 +47,4 @@ def store_kv(kv_cache, k, v, slots) -> None:
     if slots.shape[0] != n:
         fail(op, f"slots has {slots.shape[0]} entries for {n} tokens")
     check_same_device(op, kv_cache=kv_cache, k=k, v=v, slots=slots)
-    if n == 0:
-        return
-    block_h, block_d = triton.next_power_of_2(kv_heads), triton.next_power_of_2(head_dim)
-    _store_kv_kernel[(n,)](k, v, slots, kv_cache, k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-                           kv_cache.stride(0), kv_cache.stride(1), kv_heads, head_dim,
-                           BLOCK_H=block_h, BLOCK_D=block_d, num_warps=min(max(block_h * block_d // 256, 1), 8))
+    return n > 0

@@ -1,6 +1,12 @@
 """Decode attention, split-K flash decoding over the token pool. Stage 1: one program per (request, kv head,
 split of SPLIT_LEN keys) computes, for every query head of the group, the split's softmax-normalised output
-and its log-sum-exp. Stage 2: one program per (request, query head) merges the splits.
+and its log-sum-exp. Stage 2: one program per (request, query head) merges the splits. A context that fits one
+split is done in a single pass: stage 1 writes the output and stage 2 is not launched.
+
+Splits are short (one key block on a GPU) so that a batch-1 step over a model with few KV heads still spreads
+over every SM: with LightLLM's 256-key splits TinyLlama's 4 KV heads ran 4 programs. The split length depends on
+nothing but the dtype, so a CUDA graph (whose max_len is a bucket's) splits exactly as an eager step does and
+gives bitwise the same output.
 
 The grid comes from the host int max_len alone, so a launch never waits on device data (CUDA graphs replay
 it as is); programs past a request's length, and every program of a padded row (b_seq_len 0), exit at once."""
@@ -20,7 +26,7 @@ LOG2E = 1.4426950408889634
 def _split_kernel(
         q_ptr, kv_ptr, req_to_token_ptr, b_req_idx_ptr, b_seq_len_ptr, slopes_ptr, mid_o_ptr, mid_lse_ptr,
         scale_log2, window, cap_log2, stride_qb, stride_qh, stride_ks, stride_kh, stride_req, stride_mb, stride_mh,
-        stride_ms, stride_lb, stride_lh, N_REP, HK, D, NUM_SPLITS, HAS_ALIBI: tl.constexpr,
+        stride_ms, stride_lb, stride_lh, N_REP, HK, D, NUM_SPLITS, SINGLE: tl.constexpr, HAS_ALIBI: tl.constexpr,
         HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_F32: tl.constexpr,
         SPLIT_LEN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
@@ -29,17 +35,21 @@ def _split_kernel(
     seq_len = tl.load(b_seq_len_ptr + b)
     # The splits cover the keys the query sees: all of them, or with a window the last `window`.
     split_start = first_key(seq_len, window, HAS_WINDOW) + split * SPLIT_LEN
-    if split_start >= seq_len:
-        return
-    # The last split takes every key left, so a max_len below a real length still attends to all keys.
-    split_end = tl.where(split == NUM_SPLITS - 1, seq_len, tl.minimum(seq_len, split_start + SPLIT_LEN))
-    table_row = req_to_token_ptr + tl.load(b_req_idx_ptr + b).to(tl.int64) * stride_req
-
     group = tl.arange(0, BLOCK_H)  # the query heads sharing this kv head, padded to a dot-friendly 16
     heads = kv_head * N_REP + group
     h_mask = group < N_REP
     dims = tl.arange(0, BLOCK_D)
     d_mask = dims < D
+    mid = mid_o_ptr + b * stride_mb + heads[:, None] * stride_mh + split * stride_ms + dims[None, :]
+    if split_start >= seq_len:
+        if SINGLE:  # a padded row (b_seq_len 0) gets zeros, as the merge would give it
+            tl.store(mid, tl.zeros([BLOCK_H, BLOCK_D], tl.float32).to(mid_o_ptr.dtype.element_ty),
+                     mask=h_mask[:, None] & d_mask[None, :])
+        return
+    # The last split takes every key left, so a max_len below a real length still attends to all keys.
+    split_end = tl.where(split == NUM_SPLITS - 1, seq_len, tl.minimum(seq_len, split_start + SPLIT_LEN))
+    table_row = req_to_token_ptr + tl.load(b_req_idx_ptr + b).to(tl.int64) * stride_req
+
     q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + dims[None, :],
                 mask=h_mask[:, None] & d_mask[None, :], other=0.0)
     if DOT_F32:
@@ -61,9 +71,11 @@ def _split_kernel(
             qk += slopes[:, None] * (offs_n - (seq_len - 1)).to(tl.float32)[None, :]
         qk = tl.where(n_mask[None, :], qk, float("-inf"))
         m_i, l_i, acc = online_softmax_step(qk, v, m_i, l_i, acc, DOT_F32)  # every split holds a key
-    mid = mid_o_ptr + b * stride_mb + heads[:, None] * stride_mh + split * stride_ms + dims[None, :]
-    tl.store(mid, acc / l_i[:, None], mask=h_mask[:, None] & d_mask[None, :])
-    tl.store(mid_lse_ptr + b * stride_lb + heads * stride_lh + split, m_i + tl.log2(l_i), mask=h_mask)
+    if SINGLE:  # mid_o is the output [B, Hq, D] (stride_ms unused): no merge follows
+        tl.store(mid, (acc / l_i[:, None]).to(mid_o_ptr.dtype.element_ty), mask=h_mask[:, None] & d_mask[None, :])
+    else:
+        tl.store(mid, acc / l_i[:, None], mask=h_mask[:, None] & d_mask[None, :])
+        tl.store(mid_lse_ptr + b * stride_lb + heads * stride_lh + split, m_i + tl.log2(l_i), mask=h_mask)
 
 
 _INTERPRETED = interpreted(_split_kernel)
@@ -119,23 +131,29 @@ def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: in
     out = torch.empty((batch, q_heads, head_dim), dtype=q.dtype, device=q.device)
     if batch == 0:
         return out
-    # Under the interpreter small splits so tests cross split and block boundaries; on GPU LightLLM's 256,
-    # with narrower key blocks for float32 (CUDA-core dots, 4-byte operands in shared memory).
-    split_len, block_n = (32, 16) if _INTERPRETED else (256, 32 if q.dtype == torch.float32 else 64)
+    # Under the interpreter small splits so tests cross split and block boundaries; on a GPU one key block per
+    # split (narrower blocks for float32: CUDA-core dots, 4-byte operands in shared memory).
+    split_len, block_n = (32, 16) if _INTERPRETED else (64, 32) if q.dtype == torch.float32 else (64, 64)
     keys = min(max_len, sliding_window or max_len)  # the most keys any query sees
     num_splits = max(1, triton.cdiv(keys, split_len))
     block_d = max(16, triton.next_power_of_2(head_dim))
     block_h = max(16, triton.next_power_of_2(n_rep))  # tl.dot needs every side >= 16
-    mid_o = torch.empty((batch, q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
-    mid_lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
+    single = num_splits == 1
+    if single:
+        mid_o, mid_lse = out[:, :, None], out  # the output, viewed with a split axis of one; no lse is written
+    else:
+        mid_o = torch.empty((batch, q_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
+        mid_lse = torch.empty((batch, q_heads, num_splits), dtype=torch.float32, device=q.device)
     _split_kernel[(batch, kv_heads, num_splits)](
         q, kv_cache, req_to_token, b_req_idx, b_seq_len, alibi_slopes if alibi_slopes is not None else q,
         mid_o, mid_lse, float(scale) * LOG2E, sliding_window or 0, float(softcap or 1.0) * LOG2E,
-        q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), req_to_token.stride(0), mid_o.stride(0), mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0),
-        mid_lse.stride(1), n_rep, kv_heads, head_dim, num_splits,
-        HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None, HAS_SOFTCAP=softcap is not None,
-        DOT_F32=_INTERPRETED or q.dtype == torch.float32, SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n,
-        BLOCK_D=block_d, num_warps=4, num_stages=2)
+        q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), req_to_token.stride(0), mid_o.stride(0),
+        mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1), n_rep, kv_heads, head_dim,
+        num_splits, SINGLE=single, HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None,
+        HAS_SOFTCAP=softcap is not None, DOT_F32=_INTERPRETED or q.dtype == torch.float32, SPLIT_LEN=split_len,
+        BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=4, num_stages=2)
+    if single:
+        return out
     _merge_kernel[(batch, q_heads)](
         mid_o, mid_lse, out, b_seq_len, sliding_window or 0, mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
         mid_lse.stride(0), mid_lse.stride(1), out.stride(0), out.stride(1), head_dim, num_splits,

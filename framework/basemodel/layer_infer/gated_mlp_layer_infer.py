@@ -19,7 +19,7 @@ def check_gated_activation(hidden_act, family: str) -> None:
 
 class GatedMLPTransformerLayerInfer(TransformerLayerInfer):
     """RMSNorm, fused qkv with rotary, GQA attention, gated MLP (SwiGLU or GeGLU by hidden_act).
-    The rotary cos/sin come from the infer state (RotaryInferStateInfo)."""
+    The rotary cos/sin come from the infer state (RotaryInferStateInfo); q and k are rotated as k is stored."""
 
     def __init__(self, layer_num, network_config, ops, tp_rank=0, world_size=1):
         super().__init__(layer_num, network_config, ops, tp_rank, world_size)
@@ -42,16 +42,16 @@ class GatedMLPTransformerLayerInfer(TransformerLayerInfer):
         if self.qk_norm:  # RMSNorm over each head's d values, one weight shared by every head
             q = self.ops.rmsnorm(q.reshape(-1, d), weight.q_norm, self.eps)[0]
             k = self.ops.rmsnorm(k.reshape(-1, d), weight.k_norm, self.eps)[0]
-        q = q.view(n, self.tp_q_heads, d)
-        k = k.view(n, self.tp_kv_heads, d)
-        self._rotate(q, k, state)
-        return q, k, v.view(n, self.tp_kv_heads, d)
+        return q.view(n, self.tp_q_heads, d), k.view(n, self.tp_kv_heads, d), v.view(n, self.tp_kv_heads, d)
 
-    def _rotate(self, q, k, state):
+    def _store_kv(self, q, k, v, kv_cache, state):
+        """Rotary here rather than in _get_qkv: with every dim rotating, one op rotates and stores."""
         if self.rotary_dim == self.head_dim:
-            self.ops.rotary(q, k, state.cos, state.sin)
-        else:  # partial rotary: the op rotates strided views of the first rotary_dim dims in place
-            self.ops.rotary(q[..., :self.rotary_dim], k[..., :self.rotary_dim], state.cos, state.sin)
+            self.ops.rotary_store_kv(q, k, v, state.cos, state.sin, kv_cache, state.mem_index)
+            return
+        # partial rotary: the op rotates strided views of the first rotary_dim dims in place
+        self.ops.rotary(q[..., :self.rotary_dim], k[..., :self.rotary_dim], state.cos, state.sin)
+        self.ops.store_kv(kv_cache, k, v, state.mem_index)
 
     def _get_o(self, o, state, weight):
         return self._input_split_linear(o, weight.o_proj, weight.o_bias)

@@ -9,7 +9,8 @@ class TransformerLayerInfer(BaseLayerInfer):
     x + attn(norm1(x)) + ffn(norm2(x)).
 
     A family implements _att_norm, _ffn_norm (each returns (normed, summed) like the norm ops),
-    _get_qkv (q [n, Hq, D], k and v [n, Hk, D], positions already encoded), _get_o and _ffn."""
+    _get_qkv (q [n, Hq, D], k and v [n, Hk, D], positions already encoded, or left to _store_kv), _get_o and
+    _ffn."""
 
     residual_from_norm = False
     parallel_residual = False
@@ -49,7 +50,7 @@ class TransformerLayerInfer(BaseLayerInfer):
     def _attention(self, x, state, weight):
         q, k, v = self._get_qkv(x, state, weight)
         kv_cache = state.kv_cache.layer(self.layer_num)
-        self.ops.store_kv(kv_cache, k, v, state.mem_index)
+        self._store_kv(q, k, v, kv_cache, state)
         if state.is_prefill:
             o = self.ops.context_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
                                            state.b_start_loc, state.b_seq_len, state.b_ready_cache_len,
@@ -60,6 +61,11 @@ class TransformerLayerInfer(BaseLayerInfer):
                                          state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes,
                                          self.sliding_window, self.softcap)
         return self._get_o(o.reshape(o.shape[0], -1), state, weight)
+
+    def _store_kv(self, q, k, v, kv_cache, state):
+        """Writes the step's keys and values into the pool; a template whose positions are applied here (rotary
+        with the store, one op) rotates q in place too."""
+        self.ops.store_kv(kv_cache, k, v, state.mem_index)
 
     def _att_norm(self, x, residual, weight):
         raise NotImplementedError
