@@ -113,7 +113,10 @@ def test_pool_shorter_than_the_context(checkpoint, backend):
     assert graphed.engine.graphs.len_buckets[-1] == 1024
     want = eager.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
     got = graphed.generate(prompt_token_ids=PROMPTS, sampling_params=PARAMS)
-    assert [o.token_ids for o in got] == [o.token_ids for o in want]
+    if backend == "triton":  # its decode attention splits by key position alone: bitwise the eager result
+        assert [o.token_ids for o in got] == [o.token_ids for o in want]
+    else:  # the reference's attention matmuls take the graph's padded length: cuBLAS may round differently
+        assert_same_until_near_tie(want, got)
 
 
 def test_preemption_and_prefix_caching_keep_graphed_outputs(checkpoint):
