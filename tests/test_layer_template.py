@@ -42,4 +42,13 @@ def test_residual_wiring(parallel, from_norm):
     else:
         h = x + attn
         expected = h + (3 * h) @ layer.f
-    torch.testing.assert_close(layer.context_forward(x.clone(), None, None), expected)
+    out, residual = layer.context_forward(x.clone(), None, None)
+    torch.testing.assert_close(out + residual, expected)
+
+
+@pytest.mark.parametrize("parallel, from_norm", [(False, False), (False, True), (True, False)])
+def test_a_residual_handed_in_is_added_before_the_first_norm(parallel, from_norm):
+    """The previous layer's pending add (x + residual) gives what the summed input alone gives."""
+    layer, x, r = Affine(parallel, from_norm), torch.randn(5, 8), torch.randn(5, 8)
+    carried = sum(layer.context_forward(x.clone(), None, None, r.clone()))
+    torch.testing.assert_close(carried, sum(layer.context_forward(x + r, None, None)))

@@ -209,8 +209,11 @@ class TpPartBaseModel:
         state.init_some_extra_state(self)
         phase = "context_forward" if inp.is_prefill else "token_forward"
         x = getattr(self.pre_infer, phase)(inp.input_ids, state, self.pre_post_weight)
+        residual = None  # each layer hands its last add to the next one's first norm (see TransformerLayerInfer)
         for layer, weight in zip(self.layers_infer, self.trans_layers_weight):
-            x = getattr(layer, phase)(x, state, weight)
+            x, residual = getattr(layer, phase)(x, state, weight, residual)
+        if residual is not None:
+            x = x.add_(residual)
         if all_positions:
             phase = "token_forward"  # the post layer's per-row path: final norm and lm_head on every row
         return getattr(self.post_infer, phase)(x, state, self.pre_post_weight)

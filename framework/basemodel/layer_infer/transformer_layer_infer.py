@@ -8,6 +8,10 @@ class TransformerLayerInfer(BaseLayerInfer):
     `parallel_residual` (GPT-NeoX's use_parallel_residual, GPT-J, Phi) attention and MLP both read x:
     x + attn(norm1(x)) + ffn(norm2(x)).
 
+    A layer's last add is left to the next layer's first norm, whose op takes a residual (one kernel fewer per
+    layer): context_forward and token_forward take (x, residual) and return (out, residual), the hidden state
+    being out + residual (residual None: x alone); the model adds the last layer's pair before the final norm.
+
     A family implements _att_norm, _ffn_norm (each returns (normed, summed) like the norm ops),
     _get_qkv (q [n, Hq, D], k and v [n, Hk, D], positions already encoded, or left to _store_kv), _get_o and
     _ffn."""
@@ -27,25 +31,25 @@ class TransformerLayerInfer(BaseLayerInfer):
         self.sliding_window = None  # int: this layer's queries see only the last sliding_window keys
         self.softcap = None  # float: attention scores are capped to (-softcap, softcap) with tanh
 
-    def context_forward(self, x, state, weight):
-        return self._layer(x, state, weight)
+    def context_forward(self, x, state, weight, residual=None):
+        return self._layer(x, residual, state, weight)
 
-    def token_forward(self, x, state, weight):
-        return self._layer(x, state, weight)
+    def token_forward(self, x, state, weight, residual=None):
+        return self._layer(x, residual, state, weight)
 
-    def _layer(self, x, state, weight):
+    def _layer(self, x, residual, state, weight):
         if self.parallel_residual:
-            return self._parallel_layer(x, state, weight)
-        normed, _ = self._att_norm(x, None, weight)
+            return self._parallel_layer(x, residual, state, weight)
+        normed, x = self._att_norm(x, residual, weight)
         attn = self._attention(normed, state, weight)
         normed, summed = self._ffn_norm(attn, normed if self.residual_from_norm else x, weight)
-        out = self._ffn(normed, state, weight)
-        return out.add_(normed if self.residual_from_norm else summed)
+        return self._ffn(normed, state, weight), normed if self.residual_from_norm else summed
 
-    def _parallel_layer(self, x, state, weight):
-        attn = self._attention(self._att_norm(x, None, weight)[0], state, weight)
+    def _parallel_layer(self, x, residual, state, weight):
+        normed, x = self._att_norm(x, residual, weight)
+        attn = self._attention(normed, state, weight)
         out = self._ffn(self._ffn_norm(x, None, weight)[0], state, weight)
-        return out.add_(attn).add_(x)
+        return out.add_(attn), x
 
     def _attention(self, x, state, weight):
         q, k, v = self._get_qkv(x, state, weight)

@@ -12,10 +12,10 @@ class Gemma2TransformerLayerInfer(GatedMLPTransformerLayerInfer):
         self.scale = c["query_pre_attn_scalar"] ** -0.5
         self.softcap = c["attn_logit_softcapping"]
 
-    def _layer(self, x, state, weight):
-        normed, _ = self._att_norm(x, None, weight)
+    def _layer(self, x, residual, state, weight):
+        normed, x = self._att_norm(x, residual, weight)
         attn = self._attention(normed, state, weight)
         attn = self.ops.rmsnorm(attn, weight.post_attention_layernorm, self.eps)[0]
         normed, summed = self.ops.rmsnorm(attn, weight.pre_feedforward_layernorm, self.eps, x)
         out = self._ffn(normed, state, weight)
-        return self.ops.rmsnorm(out, weight.post_feedforward_layernorm, self.eps)[0].add_(summed)
+        return self.ops.rmsnorm(out, weight.post_feedforward_layernorm, self.eps)[0], summed
