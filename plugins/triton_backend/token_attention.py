@@ -3,14 +3,17 @@ split of SPLIT_LEN keys) computes, for every query head of the group, the split'
 and its log-sum-exp. Stage 2: one program per (request, query head) merges the splits. A context that fits one
 split is done in a single pass: stage 1 writes the output and stage 2 is not launched.
 
-Splits are short (one key block on a GPU) so that a batch-1 step over a model with few KV heads still spreads
-over every SM: with LightLLM's 256-key splits TinyLlama's 4 KV heads ran 4 programs. The split length depends on
-nothing but the dtype, so a CUDA graph (whose max_len is a bucket's) splits exactly as an eager step does and
-gives bitwise the same output.
+While the batch's (request, kv head) pairs are too few to fill the GPU, splits are one key block long, so that
+a batch-1 step still spreads over every SM (with LightLLM's 256-key splits TinyLlama's 4 KV heads ran 4
+programs); larger batches take 256-key splits, fewer programs and partial results. The split length depends on
+the batch size, never on max_len, so a CUDA graph (whose max_len is a bucket's) splits as an eager step of its
+batch size does and gives bitwise its output.
 
 The grid comes from the host int max_len alone, so a launch never waits on device data (CUDA graphs replay
 it as is); programs past a request's length, and every program of a padded row (b_seq_len 0), exit at once."""
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -117,6 +120,11 @@ def _merge_kernel(mid_o_ptr, mid_lse_ptr, out_ptr, b_seq_len_ptr, window, stride
     tl.store(out_ptr + b * stride_ob + head * stride_oh + dims, out.to(out_ptr.dtype.element_ty), mask=d_mask)
 
 
+@functools.cache
+def _sm_count(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float, alibi_slopes=None,
                     sliding_window=None, softcap=None):
     op = "token_attention"
@@ -131,9 +139,10 @@ def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: in
     out = torch.empty((batch, q_heads, head_dim), dtype=q.dtype, device=q.device)
     if batch == 0:
         return out
-    # Under the interpreter small splits so tests cross split and block boundaries; on a GPU one key block per
-    # split (narrower blocks for float32: CUDA-core dots, 4-byte operands in shared memory).
-    split_len, block_n = (32, 16) if _INTERPRETED else (64, 32) if q.dtype == torch.float32 else (64, 64)
+    # Under the interpreter small splits so tests cross split and block boundaries; on a GPU see the module
+    # docstring (narrower key blocks for float32: CUDA-core dots, 4-byte operands in shared memory).
+    block_n = 16 if _INTERPRETED else 32 if q.dtype == torch.float32 else 64
+    split_len = 32 if _INTERPRETED else 64 if batch * kv_heads < 2 * _sm_count(q.device) else 256
     keys = min(max_len, sliding_window or max_len)  # the most keys any query sees
     num_splits = max(1, triton.cdiv(keys, split_len))
     block_d = max(16, triton.next_power_of_2(head_dim))
