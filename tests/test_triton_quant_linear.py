@@ -115,8 +115,8 @@ def test_launcher_names_the_culprit():
         run(x.long(), weight)
     with pytest.raises(ValueError, match="weight must be a zooinfer.quantization.QuantizedWeight, got Tensor"):
         run(x, weight.dequantize())
-    with pytest.raises(ValueError, match="kernel 'decode' cannot take 5 rows"):
-        run(torch.randn(5, 32, device=DEVICE), weight, kernel="decode")
+    with pytest.raises(ValueError, match="kernel 'decode' cannot take 9 rows"):
+        run(torch.randn(9, 32, device=DEVICE), weight, kernel="decode")
     _, odd, _ = case("int4", 8, 6, 3, 1, torch.float32, False)
     with pytest.raises(ValueError, match="int4 group_size 3 is odd"):
         run(torch.randn(1, 6, device=DEVICE), odd)

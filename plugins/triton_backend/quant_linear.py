@@ -8,8 +8,7 @@ step streams a quarter (int4) or half (int8) of the bf16 weight bytes:
   per group rather than per weight. The rows of x are unrolled over the same loaded chunk. No atomics, so
   eager runs and CUDA-graph replays agree bit for bit.
 - prefill (more rows): tiled tl.dot; a weight tile is dequantized to x's dtype (as the torch reference rounds
-  it) before the dot. For int4 the low nibbles (even inputs) and high nibbles (odd inputs) are two dots against
-  x's even and odd columns, so the bytes are never interleaved in registers.
+  it) before the dot, int4 nibbles joined back into input order so that x is read in contiguous rows.
 Launch sizes come from host ints only: both kernels run under CUDA-graph capture."""
 from __future__ import annotations
 
@@ -20,9 +19,29 @@ import triton.language as tl
 from zooinfer.quantization import QuantizedWeight
 
 from ._checks import check_same_device, check_shape, check_tensor, fail, interpreted, rows
-from ._lang import sum_
+from ._lang import block_dot, sum_
 
-DECODE_ROWS = 4  # up to this many rows of x the decode kernel runs; more go to the tl.dot kernel
+# Up to this many rows of x the decode kernel runs (each weight byte read once, every row's products done in
+# registers); the tl.dot kernel's 64-row tiles would leave most of a GPU idle on so few rows.
+DECODE_ROWS = 8
+
+
+@triton.jit
+def _int8_to_float(q):
+    """int8 -> float32, exact, without the int-to-float conversion unit (a quarter-rate pipe on an H100, which
+    would cap the byte stream near the memory bandwidth): q + 128 is written into the low bits of 2^23's
+    mantissa, and 2^23 + 128 subtracted."""
+    bits = (q.to(tl.uint8, bitcast=True) ^ 0x80).to(tl.uint32) | 0x4B000000
+    return bits.to(tl.float32, bitcast=True) - 8388736.0
+
+
+@triton.jit
+def _nibbles_to_float(packed):
+    """uint8 bytes -> (low nibbles, high nibbles) as float32, exact, by the same trick as _int8_to_float."""
+    wide = packed.to(tl.uint32)
+    low = ((wide & 0xF) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    high = ((wide >> 4) | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    return low, high
 
 
 @triton.jit
@@ -44,25 +63,24 @@ def _decode_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, strid
         ok2 = n_ok[:, None] & sub_ok[None, :]
         scale = tl.load(s_ptr + n[:, None] * stride_sn + (starts // G)[None, :], mask=ok2, other=0.0).to(tl.float32)
         if INT4:
-            packed = tl.load(q_ptr + n[:, None, None] * stride_qn + (starts // 2)[None, :, None] + inner[None, None, :],
-                             mask=ok2[:, :, None], other=0)
-            low = (packed & 0xF).to(tl.float32)
-            high = (packed >> 4).to(tl.float32)
-            mins = tl.load(m_ptr + n[:, None] * stride_mn + (starts // G)[None, :], mask=ok2, other=0.0).to(tl.float32)
-            x_cols = starts[:, None] + 2 * inner[None, :]  # the even inputs; odd ones are + 1
+            packed = tl.load(q_ptr + n[:, None, None] * stride_qn + (starts // 2)[None, :, None]
+                             + inner[None, None, :], mask=ok2[:, :, None], other=0)
+            low, high = _nibbles_to_float(packed)
+            q = tl.reshape(tl.join(low, high), (BLOCK_N, SUBS, SUB_K))  # inputs back in order
+            mins = tl.load(m_ptr + n[:, None] * stride_mn + (starts // G)[None, :], mask=ok2,
+                           other=0.0).to(tl.float32)
         else:
             q = tl.load(q_ptr + n[:, None, None] * stride_qn + starts[None, :, None] + inner[None, None, :],
-                        mask=ok2[:, :, None], other=0).to(tl.float32)
-            x_cols = starts[:, None] + inner[None, :]
+                        mask=ok2[:, :, None], other=0)
+            q = _int8_to_float(q)
+        x_cols = starts[:, None] + tl.arange(0, SUB_K)[None, :]
         for m in tl.static_range(BLOCK_M):
             # Rows past M (BLOCK_M is a power of two) read the last row again and are never stored.
             x_row = x_ptr + tl.minimum(m, M - 1) * stride_xm
             x_ok = sub_ok[:, None]
             x = tl.load(x_row + x_cols, mask=x_ok, other=0.0).to(tl.float32)
             if INT4:
-                x_odd = tl.load(x_row + x_cols + 1, mask=x_ok, other=0.0).to(tl.float32)
-                dots = sum_(low * x[None, :, :] + high * x_odd[None, :, :], 2)  # [BLOCK_N, SUBS]
-                per_sub = dots * scale + mins * sum_(x + x_odd, 1)[None, :]
+                per_sub = sum_(q * x[None, :, :], 2) * scale + mins * sum_(x, 1)[None, :]
             else:
                 per_sub = sum_(q * x[None, :, :], 2) * scale
             acc = tl.where(m_ids[:, None] == m, acc + sum_(per_sub, 1)[None, :], acc)
@@ -73,71 +91,52 @@ def _decode_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, strid
 
 
 @triton.jit
-def _dot(a, b, DOT_F32: tl.constexpr):
-    if DOT_F32:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")  # no TF32 in float32 runs
-    return tl.dot(a, b)
-
-
-@triton.jit
-def _dequantized_tile(q, s_ptr, m_ptr, n, n_ok, k_idx, k_ok, G, stride_sn, stride_mn, k0,
-                      INT4: tl.constexpr, SCALE_PER_BLOCK: tl.constexpr, dtype: tl.constexpr):
-    """Quantized values q [KB, BLOCK_N] whose inputs are k_idx [KB], as x's dtype. With SCALE_PER_BLOCK the
-    whole K block lies in one group, so one scale (and min) per column serves it."""
-    if SCALE_PER_BLOCK:
-        group = k0 // G
-        scale = tl.load(s_ptr + n * stride_sn + group, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-        if INT4:
-            mins = tl.load(m_ptr + n * stride_mn + group, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    else:
-        offs = (k_idx // G)[:, None]
-        ok = k_ok[:, None] & n_ok[None, :]
-        scale = tl.load(s_ptr + n[None, :] * stride_sn + offs, mask=ok, other=0.0).to(tl.float32)
-        if INT4:
-            mins = tl.load(m_ptr + n[None, :] * stride_mn + offs, mask=ok, other=0.0).to(tl.float32)
-    w = q.to(tl.float32) * scale
-    if INT4:
-        w += mins
-    return w.to(dtype)
-
-
-@triton.jit
 def _prefill_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, stride_xm, stride_qn, stride_sn,
                     stride_mn, stride_om, INT4: tl.constexpr, HAS_BIAS: tl.constexpr, DOT_F32: tl.constexpr,
-                    SCALE_PER_BLOCK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_K: tl.constexpr):
+                    SCALE_PER_BLOCK: tl.constexpr, EVEN_K: tl.constexpr, BLOCK_M: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok = m < M
     n_ok = n < N
-    dtype = x_ptr.dtype.element_ty
+    j = tl.arange(0, BLOCK_K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
-    if INT4:
-        j = tl.arange(0, BLOCK_K // 2)  # bytes of the block: inputs 2j (low nibble) and 2j + 1 (high nibble)
-    else:
-        j = tl.arange(0, BLOCK_K)
-    for k0 in range(0, K, BLOCK_K):
-        if INT4:
-            k_even = k0 + 2 * j
-            k_ok = k_even < K
-            w_ok = k_ok[:, None] & n_ok[None, :]
-            packed = tl.load(q_ptr + n[None, :] * stride_qn + (k0 // 2 + j)[:, None], mask=w_ok, other=0)
-            x_ok = m_ok[:, None] & k_ok[None, :]
-            x_even = tl.load(x_ptr + m[:, None] * stride_xm + k_even[None, :], mask=x_ok, other=0.0)
-            x_odd = tl.load(x_ptr + m[:, None] * stride_xm + k_even[None, :] + 1, mask=x_ok, other=0.0)
-            w_low = _dequantized_tile(packed & 0xF, s_ptr, m_ptr, n, n_ok, k_even, k_ok, G, stride_sn, stride_mn,
-                                      k0, INT4, SCALE_PER_BLOCK, dtype)
-            w_high = _dequantized_tile(packed >> 4, s_ptr, m_ptr, n, n_ok, k_even, k_ok, G, stride_sn, stride_mn,
-                                       k0, INT4, SCALE_PER_BLOCK, dtype)
-            acc += _dot(x_even, w_low, DOT_F32) + _dot(x_odd, w_high, DOT_F32)
+    for block in range(0, tl.cdiv(K, BLOCK_K)):
+        k0 = block * BLOCK_K
+        k = k0 + j
+        if EVEN_K:  # a mask constant along K keeps the loads wide
+            k_ok = tl.full((BLOCK_K,), 1, tl.int1)
         else:
-            k = k0 + j
             k_ok = k < K
-            q = tl.load(q_ptr + n[None, :] * stride_qn + k[:, None], mask=k_ok[:, None] & n_ok[None, :], other=0)
-            a = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-            w = _dequantized_tile(q, s_ptr, m_ptr, n, n_ok, k, k_ok, G, stride_sn, stride_mn, k0, INT4,
-                                  SCALE_PER_BLOCK, dtype)
-            acc += _dot(a, w, DOT_F32)
+        w_ok = k_ok[:, None] & n_ok[None, :]
+        if INT4:
+            jb = tl.arange(0, BLOCK_K // 2)
+            if EVEN_K:
+                byte_ok = tl.full((BLOCK_K // 2,), 1, tl.int1)
+            else:
+                byte_ok = k0 + 2 * jb < K
+            # The byte offset as block * (BLOCK_K // 2), not k0 // 2, so that its alignment is known: wide loads.
+            packed = tl.load(q_ptr + n[None, :] * stride_qn + (block * (BLOCK_K // 2) + jb)[:, None],
+                             mask=byte_ok[:, None] & n_ok[None, :], other=0)
+            low, high = _nibbles_to_float(packed)
+            # Interleaved back into input order: [BLOCK_K / 2, 2, BLOCK_N] -> [BLOCK_K, BLOCK_N].
+            q = tl.reshape(tl.permute(tl.join(low, high), (0, 2, 1)), (BLOCK_K, BLOCK_N))
+        else:
+            q = _int8_to_float(tl.load(q_ptr + n[None, :] * stride_qn + k[:, None], mask=w_ok, other=0))
+        if SCALE_PER_BLOCK:  # the K block lies in one group: one scale (and min) per column
+            scale = tl.load(s_ptr + n * stride_sn + k0 // G, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+            if INT4:
+                mins = tl.load(m_ptr + n * stride_mn + k0 // G, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        else:
+            groups = (k // G)[:, None]
+            scale = tl.load(s_ptr + n[None, :] * stride_sn + groups, mask=w_ok, other=0.0).to(tl.float32)
+            if INT4:
+                mins = tl.load(m_ptr + n[None, :] * stride_mn + groups, mask=w_ok, other=0.0).to(tl.float32)
+        w = q * scale
+        if INT4:
+            w += mins
+        a = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        acc += block_dot(a, w.to(x_ptr.dtype.element_ty), DOT_F32)  # rounded to x's dtype, as the reference rounds
     if HAS_BIAS:
         acc += tl.load(b_ptr + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
     tl.store(out_ptr + m[:, None] * stride_om + n[None, :], acc.to(out_ptr.dtype.element_ty),
@@ -157,23 +156,32 @@ def supports(weight: QuantizedWeight) -> bool:
     return weight.method == "int8" or weight.group_size % 2 == 0
 
 
-def decode_config(weight: QuantizedWeight) -> tuple[int, int, int]:
-    """(BLOCK_N, chunk inputs per row, num_warps). Two rows a program and 2 KiB of weight bytes a row per chunk:
-    the loads the bf16 matvec kernel found fastest on an H100 (benchmarks/gpu_matvec.py --sweep), which keep
-    thousands of programs in flight on the Llama-2-7B projections. Under the interpreter short chunks, so tests
+def decode_config() -> tuple[int, int, int]:
+    """(BLOCK_N, chunk inputs per row, num_warps): two rows a program, as the bf16 matvec kernel found fastest on
+    an H100 (benchmarks/gpu_matvec.py --sweep), which keeps thousands of programs in flight on the Llama-2-7B
+    projections, and 2048 inputs a chunk (2 KiB of int8, 1 KiB of int4 a row), which keeps int4 under ~72
+    registers; benchmarks/gpu_quant_linear.py --sweep tries others. Under the interpreter short chunks, so tests
     cross chunk and group boundaries."""
     if _INTERPRETED:
         return 8, 64, 1
-    return 2, 4096 if weight.method == "int4" else 2048, 4
+    return 2, 2048, 4
 
 
-def prefill_config(weight: QuantizedWeight, dtype: torch.dtype) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps); tl.dot needs every side >= 16 (int4's byte side is BLOCK_K / 2)."""
-    if _INTERPRETED:
-        return 16, 32, 32, 1
-    if dtype == torch.float32:
-        return 32, 32, 32, 4
-    return 64, 64, 64, 4
+def prefill_config(weight: QuantizedWeight, rows: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps). tl.dot needs every side >= 16 (int4's byte side is BLOCK_K / 2).
+    Fewer rows take narrower tiles, so that more programs share the weight stream. BLOCK_K shrinks to the
+    group's power-of-two part when that is >= 32, so a K block lies in one group and takes one scale per column;
+    smaller parts (odd groups) read a scale per weight."""
+    if _INTERPRETED:  # the interpreter pays per tile op, not per element
+        block_m, block_n, block_k, warps = 16, 32, 32, 1
+    elif dtype == torch.float32:
+        block_m, block_n, block_k, warps = 32, 32, 32, 4
+    elif rows <= 64:
+        block_m, block_n, block_k, warps = max(16, triton.next_power_of_2(rows)), 32, 64, 4
+    else:
+        block_m, block_n, block_k, warps = 64, 64, 64, 4
+    group_part = _pow2_part(weight.group_size)
+    return block_m, block_n, min(block_k, group_part) if group_part >= 32 else block_k, warps
 
 
 def _checked(op: str, x, weight, bias):
@@ -215,21 +223,21 @@ def quantized_linear(x, weight: QuantizedWeight, bias=None, kernel: str | None =
     if kernel not in ("decode", "prefill") or (kernel == "decode" and n_rows > DECODE_ROWS):
         fail(op, f"kernel {kernel!r} cannot take {n_rows} rows of x (decode takes at most {DECODE_ROWS})")
     out = torch.empty(n_rows, n_out, dtype=x.dtype, device=x.device)
+    if n_rows == 0:
+        return out.view(*x.shape[:-1], n_out)
     args = _launch_args(x2, weight, bias, out)
     flags = dict(INT4=weight.method == "int4", HAS_BIAS=bias is not None)
-    if n_rows == 0:
-        pass
-    elif kernel == "decode":
-        block_n, chunk, warps = config or decode_config(weight)
+    if kernel == "decode":
+        block_n, chunk, warps = config or decode_config()
         sub_k = min(_pow2_part(weight.group_size), chunk)  # a sub-block stays inside one group
         chunk = min(chunk, max(sub_k, triton.next_power_of_2(k)))
         _decode_kernel[(triton.cdiv(n_out, block_n),)](
             *args, **flags, BLOCK_M=triton.next_power_of_2(n_rows), BLOCK_N=block_n, SUBS=chunk // sub_k,
             SUB_K=sub_k, num_warps=warps)
     else:
-        block_m, block_n, block_k, warps = config or prefill_config(weight, x.dtype)
+        block_m, block_n, block_k, warps = config or prefill_config(weight, n_rows, x.dtype)
         _prefill_kernel[(triton.cdiv(n_rows, block_m), triton.cdiv(n_out, block_n))](
             *args, **flags, DOT_F32=_INTERPRETED or x.dtype == torch.float32,
-            SCALE_PER_BLOCK=weight.group_size % block_k == 0, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-            num_warps=warps)
+            SCALE_PER_BLOCK=weight.group_size % block_k == 0, EVEN_K=k % block_k == 0, BLOCK_M=block_m,
+            BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps)
     return out.view(*x.shape[:-1], n_out)
