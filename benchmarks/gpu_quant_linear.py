@@ -27,7 +27,11 @@ PROJECTIONS = {  # (N, K) of each Llama-2-7B projection, as zooinfer runs them (
 }
 FORMATS = {"int8 per-channel": ("int8", None), "int8 g128": ("int8", 128), "int4 g32": ("int4", 32),
            "int4 g128": ("int4", 128)}
-DECODE_SWEEP = list(itertools.product((1, 2, 4), (1024, 2048, 4096), (4, 8)))  # (BLOCK_N, chunk, warps)
+SWEEP = {  # the configs --sweep tries: decode (BLOCK_N, chunk, warps), prefill (BLOCK_M, BLOCK_N, BLOCK_K, warps)
+    "decode": list(itertools.product((1, 2, 4), (1024, 2048, 4096), (4, 8))),
+    "prefill": [(16, 16, 64, 4), (16, 32, 64, 4), (32, 64, 64, 4), (64, 64, 64, 4), (64, 128, 64, 4),
+                (64, 128, 64, 8), (128, 128, 64, 8), (128, 64, 32, 4)],
+}
 
 
 def time_us(fn) -> float:
@@ -54,16 +58,20 @@ def row(proj, n, k, batch, fmt, kernel, us, nbytes, err, cublas_us, config="") -
             f"{tflops:.1f}", f"{cublas_us / us:.2f}x", f"{err:.1e}", config]
 
 
-def best_decode_config(x, weight):
-    timings = [(time_us(lambda c=c: ql.quantized_linear(x, weight, kernel="decode", config=c)), c)
-               for c in DECODE_SWEEP]
+def best_config(x, weight, kernel: str):
+    """(us, config) of the fastest of SWEEP[kernel]; prefill BLOCK_K is fitted to the group as by default."""
+    timings = []
+    for config in SWEEP[kernel]:
+        if kernel == "prefill":
+            config = (*config[:2], ql.block_k_for(weight, config[2]), config[3])
+        timings.append((time_us(lambda: ql.quantized_linear(x, weight, kernel=kernel, config=config)), config))
     return min(timings)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 256])
-    ap.add_argument("--sweep", action="store_true", help="at batch 1, also try other decode-kernel configs")
+    ap.add_argument("--sweep", action="store_true", help="also time each kernel on the configs in SWEEP")
     args = ap.parse_args()
     torch.manual_seed(0)
     rows, step_us = [], {}
@@ -90,8 +98,8 @@ def main():
                     err = checked(f"{fmt} {name}", ql.quantized_linear(x, weight, kernel=kernel), want)
                     us = time_us(lambda: ql.quantized_linear(x, weight, kernel=kernel))
                     config = ""
-                    if args.sweep and batch == 1:
-                        best_us, best = best_decode_config(x, weight)
+                    if args.sweep:
+                        best_us, best = best_config(x, weight, name)
                         config = f"best {best}: {best_us:.1f} us"
                     rows.append(row(proj, n, k, batch, fmt, name, us, weight_bytes(weight), err, cublas_us, config))
                     key = (batch, f"{fmt} {name}")

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from triton_mode import interpreter
+from zooinfer.quantization import QuantizedWeight
 from zooinfer.quantization.random_weight import random_quantized_weight
 
 with interpreter():
@@ -71,6 +72,19 @@ def test_both_kernels_agree_and_take_any_leading_shape_and_row_stride():
         assert batched.shape == (2, 2, 24)
         torch.testing.assert_close(batched.view(4, 24), want)
     assert quant_linear.quantized_linear(x[:0], weight, b).shape == (0, 24)
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_weights_are_read_through_their_row_strides(method):
+    """A slice of the input columns (as a tensor-parallel rank holds a row-parallel weight) is read in place."""
+    _, whole, b = case(method, 24, 128, 32, 1, torch.float32, True)
+    half = 32 if method == "int4" else 64  # the first 64 inputs: two groups
+    weight = QuantizedWeight(method, whole.qweight[:, :half], whole.scales[:, :2],
+                             None if whole.mins is None else whole.mins[:, :2], 32)
+    assert not weight.qweight.is_contiguous() and not weight.scales.is_contiguous()
+    x = torch.randn(3, 64, device=DEVICE)
+    for kernel in ("decode", "prefill"):
+        torch.testing.assert_close(quant_linear.quantized_linear(x, weight, b, kernel=kernel), reference(x, weight, b))
 
 
 def test_backend_routes_quantized_weights_to_the_kernels(monkeypatch):

@@ -167,11 +167,16 @@ def decode_config() -> tuple[int, int, int]:
     return 2, 2048, 4
 
 
+def block_k_for(weight: QuantizedWeight, block_k: int) -> int:
+    """The prefill kernel's BLOCK_K: shrunk to the group's power-of-two part when that is >= 32, so that a K block
+    lies in one group and takes one scale per column; smaller parts (odd groups) read a scale per weight."""
+    group_part = _pow2_part(weight.group_size)
+    return min(block_k, group_part) if group_part >= 32 else block_k
+
+
 def prefill_config(weight: QuantizedWeight, rows: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps). tl.dot needs every side >= 16 (int4's byte side is BLOCK_K / 2).
-    Fewer rows take narrower tiles, so that more programs share the weight stream. BLOCK_K shrinks to the
-    group's power-of-two part when that is >= 32, so a K block lies in one group and takes one scale per column;
-    smaller parts (odd groups) read a scale per weight."""
+    Fewer rows take narrower tiles, so that more programs share the weight stream."""
     if _INTERPRETED:  # the interpreter pays per tile op, not per element
         block_m, block_n, block_k, warps = 16, 32, 32, 1
     elif dtype == torch.float32:
@@ -180,8 +185,7 @@ def prefill_config(weight: QuantizedWeight, rows: int, dtype: torch.dtype) -> tu
         block_m, block_n, block_k, warps = max(16, triton.next_power_of_2(rows)), 32, 64, 4
     else:
         block_m, block_n, block_k, warps = 64, 64, 64, 4
-    group_part = _pow2_part(weight.group_size)
-    return block_m, block_n, min(block_k, group_part) if group_part >= 32 else block_k, warps
+    return block_m, block_n, block_k_for(weight, block_k), warps
 
 
 def _checked(op: str, x, weight, bias):
