@@ -53,6 +53,7 @@ def _decode_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, strid
     m_ids = tl.arange(0, BLOCK_M)
     sub = tl.arange(0, SUBS)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    q_rows = q_ptr + n.to(tl.int64)[:, None, None] * stride_qn  # 64-bit: a large lm_head passes 2^31 bytes
     if INT4:
         inner = tl.arange(0, SUB_K // 2)  # bytes of a sub-block
     else:
@@ -63,15 +64,14 @@ def _decode_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, strid
         ok2 = n_ok[:, None] & sub_ok[None, :]
         scale = tl.load(s_ptr + n[:, None] * stride_sn + (starts // G)[None, :], mask=ok2, other=0.0).to(tl.float32)
         if INT4:
-            packed = tl.load(q_ptr + n[:, None, None] * stride_qn + (starts // 2)[None, :, None]
-                             + inner[None, None, :], mask=ok2[:, :, None], other=0)
+            packed = tl.load(q_rows + (starts // 2)[None, :, None] + inner[None, None, :], mask=ok2[:, :, None],
+                             other=0)
             low, high = _nibbles_to_float(packed)
             q = tl.reshape(tl.join(low, high), (BLOCK_N, SUBS, SUB_K))  # inputs back in order
             mins = tl.load(m_ptr + n[:, None] * stride_mn + (starts // G)[None, :], mask=ok2,
                            other=0.0).to(tl.float32)
         else:
-            q = tl.load(q_ptr + n[:, None, None] * stride_qn + starts[None, :, None] + inner[None, None, :],
-                        mask=ok2[:, :, None], other=0)
+            q = tl.load(q_rows + starts[None, :, None] + inner[None, None, :], mask=ok2[:, :, None], other=0)
             q = _int8_to_float(q)
         x_cols = starts[:, None] + tl.arange(0, SUB_K)[None, :]
         for m in tl.static_range(BLOCK_M):
@@ -101,6 +101,8 @@ def _prefill_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, stri
     n_ok = n < N
     j = tl.arange(0, BLOCK_K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    q_cols = q_ptr + n.to(tl.int64)[None, :] * stride_qn  # 64-bit offsets: see _decode_kernel
+    x_rows = x_ptr + m.to(tl.int64)[:, None] * stride_xm
     for block in range(0, tl.cdiv(K, BLOCK_K)):
         k0 = block * BLOCK_K
         k = k0 + j
@@ -116,13 +118,13 @@ def _prefill_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, stri
             else:
                 byte_ok = k0 + 2 * jb < K
             # The byte offset as block * (BLOCK_K // 2), not k0 // 2, so that its alignment is known: wide loads.
-            packed = tl.load(q_ptr + n[None, :] * stride_qn + (block * (BLOCK_K // 2) + jb)[:, None],
+            packed = tl.load(q_cols + (block * (BLOCK_K // 2) + jb)[:, None],
                              mask=byte_ok[:, None] & n_ok[None, :], other=0)
             low, high = _nibbles_to_float(packed)
             # Interleaved back into input order: [BLOCK_K / 2, 2, BLOCK_N] -> [BLOCK_K, BLOCK_N].
             q = tl.reshape(tl.permute(tl.join(low, high), (0, 2, 1)), (BLOCK_K, BLOCK_N))
         else:
-            q = _int8_to_float(tl.load(q_ptr + n[None, :] * stride_qn + k[:, None], mask=w_ok, other=0))
+            q = _int8_to_float(tl.load(q_cols + k[:, None], mask=w_ok, other=0))
         if SCALE_PER_BLOCK:  # the K block lies in one group: one scale (and min) per column
             scale = tl.load(s_ptr + n * stride_sn + k0 // G, mask=n_ok, other=0.0).to(tl.float32)[None, :]
             if INT4:
@@ -135,11 +137,11 @@ def _prefill_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, stri
         w = q * scale
         if INT4:
             w += mins
-        a = tl.load(x_ptr + m[:, None] * stride_xm + k[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+        a = tl.load(x_rows + k[None, :], mask=m_ok[:, None] & k_ok[None, :], other=0.0)
         acc += block_dot(a, w.to(x_ptr.dtype.element_ty), DOT_F32)  # rounded to x's dtype, as the reference rounds
     if HAS_BIAS:
         acc += tl.load(b_ptr + n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-    tl.store(out_ptr + m[:, None] * stride_om + n[None, :], acc.to(out_ptr.dtype.element_ty),
+    tl.store(out_ptr + m.to(tl.int64)[:, None] * stride_om + n[None, :], acc.to(out_ptr.dtype.element_ty),
              mask=m_ok[:, None] & n_ok[None, :])
 
 
