@@ -53,7 +53,7 @@ def _decode_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, strid
     m_ids = tl.arange(0, BLOCK_M)
     sub = tl.arange(0, SUBS)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
-    q_rows = q_ptr + n.to(tl.int64)[:, None, None] * stride_qn  # 64-bit: a large lm_head passes 2^31 bytes
+    q_rows = q_ptr + n.to(tl.int64)[:, None, None] * stride_qn  # 64-bit: offsets into a large weight can pass 2^31
     if INT4:
         inner = tl.arange(0, SUB_K // 2)  # bytes of a sub-block
     else:
