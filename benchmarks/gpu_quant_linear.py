@@ -58,12 +58,14 @@ def row(proj, n, k, batch, fmt, kernel, us, nbytes, err, cublas_us, config="") -
             f"{tflops:.1f}", f"{cublas_us / us:.2f}x", f"{err:.1e}", config]
 
 
-def best_config(x, weight, kernel: str):
-    """(us, config) of the fastest of SWEEP[kernel]; prefill BLOCK_K is fitted to the group as by default."""
+def best_config(x, weight, kernel: str, want: torch.Tensor):
+    """(us, config) of the fastest of SWEEP[kernel], each checked first; prefill BLOCK_K is fitted to the group
+    as by default."""
     timings = []
     for config in SWEEP[kernel]:
         if kernel == "prefill":
             config = (*config[:2], ql.block_k_for(weight, config[2]), config[3])
+        checked(f"{kernel} {config}", ql.quantized_linear(x, weight, kernel=kernel, config=config), want)
         timings.append((time_us(lambda: ql.quantized_linear(x, weight, kernel=kernel, config=config)), config))
     return min(timings)
 
@@ -74,7 +76,12 @@ def main():
     ap.add_argument("--sweep", action="store_true", help="also time each kernel on the configs in SWEEP")
     args = ap.parse_args()
     torch.manual_seed(0)
-    rows, step_us = [], {}
+    rows, step_us = [], {}  # step_us[(batch, weights and kernel)]: a step's projections, in microseconds
+
+    def add(proj, n, k, batch, fmt, kernel, us, nbytes, err, cublas_us, config=""):
+        rows.append(row(proj, n, k, batch, fmt, kernel, us, nbytes, err, cublas_us, config))
+        key = (batch, f"{fmt} {kernel}")
+        step_us[key] = step_us.get(key, 0) + us * (1 if proj == "lm_head" else LAYERS)
     for proj, (n, k) in PROJECTIONS.items():
         w16 = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k ** 0.5
         weights = {fmt: random_quantized_weight(method, n, k, group or k, "cuda", seed=n + k)
@@ -83,13 +90,11 @@ def main():
             x = torch.randn(batch, k, device="cuda", dtype=torch.bfloat16)
             cublas_us = time_us(lambda: F.linear(x, w16))
             err = checked("cuBLAS", F.linear(x, w16), F.linear(x.float(), w16.float()))
-            rows.append(row(proj, n, k, batch, "bf16", "cuBLAS", cublas_us, w16.numel() * 2, err, cublas_us))
-            step_us[(batch, "bf16 cuBLAS")] = step_us.get((batch, "bf16 cuBLAS"), 0) + cublas_us * _count(proj)
+            add(proj, n, k, batch, "bf16", "cuBLAS", cublas_us, w16.numel() * 2, err, cublas_us)
             if batch == 1:
                 err = checked("matvec", matvec(x, w16), F.linear(x.float(), w16.float()))
                 us = time_us(lambda: matvec(x, w16))
-                rows.append(row(proj, n, k, batch, "bf16", "matvec", us, w16.numel() * 2, err, cublas_us))
-                step_us[(batch, "bf16 matvec")] = step_us.get((batch, "bf16 matvec"), 0) + us * _count(proj)
+                add(proj, n, k, batch, "bf16", "matvec", us, w16.numel() * 2, err, cublas_us)
             for fmt, weight in weights.items():
                 want = F.linear(x.float(), weight.dequantize(torch.float32))
                 kernels = ["decode", "prefill"] if batch == ql.DECODE_ROWS else [None]
@@ -99,14 +104,9 @@ def main():
                     us = time_us(lambda: ql.quantized_linear(x, weight, kernel=kernel))
                     config = ""
                     if args.sweep:
-                        best_us, best = best_config(x, weight, name)
+                        best_us, best = best_config(x, weight, name, want)
                         config = f"best {best}: {best_us:.1f} us"
-                    rows.append(row(proj, n, k, batch, fmt, name, us, weight_bytes(weight), err, cublas_us, config))
-                    key = (batch, f"{fmt} {name}")
-                    step_us[key] = step_us.get(key, 0) + us * _count(proj)
-            del x
-        del w16, weights
-        torch.cuda.empty_cache()
+                    add(proj, n, k, batch, fmt, name, us, weight_bytes(weight), err, cublas_us, config)
     print_table("Llama-2-7B projections: microseconds per call, weight GB/s and share of 3.35 TB/s, TFLOP/s "
                 f"(default configs: decode {ql.decode_config()}, prefill per prefill_config())",
                 ["proj", "N x K", "batch", "weights", "kernel", "us", "GB/s", "% of 3.35 TB/s", "TFLOP/s",
@@ -115,10 +115,6 @@ def main():
                 "they alone allow (batch x 1e6 / step us)",
                 ["batch", "weights and kernel", "step ms", "tokens/s"],
                 [[batch, name, f"{us / 1e3:.2f}", f"{batch * 1e6 / us:.0f}"] for (batch, name), us in step_us.items()])
-
-
-def _count(proj: str) -> int:
-    return 1 if proj == "lm_head" else LAYERS
 
 
 if __name__ == "__main__":
