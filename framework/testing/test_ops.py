@@ -9,6 +9,7 @@ import inspect
 import pytest
 import torch
 
+from zooinfer.quantization.random_weight import random_quantized_weight
 from zooinfer.testing.diff import describe_call, mismatch
 
 pytestmark = pytest.mark.usefixtures("on_test_device")
@@ -141,6 +142,15 @@ def test_linear(backend_ops, dtype, n, with_bias):
     x, weight = rand(n, 96, dtype=dtype), (rand(40, 96) * 96 ** -0.5).to(dtype)  # outputs of order one
     bias = rand(40, dtype=dtype) if with_bias else None
     close(*run(backend_ops, "linear", x, weight, bias), DOT_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+@pytest.mark.parametrize("n", [1, 5, 33])
+@pytest.mark.parametrize("method,group", [("int8", 96), ("int8", 32), ("int4", 32)])  # 96: per channel
+def test_quantized_linear(backend_ops, dtype, n, method, group):
+    weight = random_quantized_weight(method, 40, 96, group, torch.get_default_device(), seed=n)
+    bias = rand(40, dtype=dtype) if n != 5 else None
+    close(*run(backend_ops, "quantized_linear", rand(n, 96, dtype=dtype), weight, bias), DOT_TOL[dtype])
 
 
 def store_both(backend_ops, pool, k, v, slots):

@@ -1,8 +1,8 @@
 """Stand-ins for triton.language helpers that triton writes as @jit functions (tl.sum, tl.max, tl.sigmoid;
-tl.zeros too, for which the kernels use tl.full). Triton wraps those for the interpreter or for compilation
-once, when it is first imported; in a process where something (torch._dynamo does) imported triton before
-TRITON_INTERPRET=1 was set, interpreted kernels cannot call them. These are wrapped with our kernels, so either
-mode works; compiled, they produce the same code as triton's own."""
+tl.zeros too, for which the kernels use tl.full), and block_dot, which several kernels share. Triton wraps
+those for the interpreter or for compilation once, when it is first imported; in a process where something
+(torch._dynamo does) imported triton before TRITON_INTERPRET=1 was set, interpreted kernels cannot call them.
+These are wrapped with our kernels, so either mode works; compiled, they produce the same code as triton's own."""
 import triton
 import triton.language as tl
 
@@ -36,3 +36,12 @@ def max_(x, axis: tl.constexpr):
 @triton.jit
 def sigmoid(x):
     return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def block_dot(a, b, DOT_F32: tl.constexpr):
+    """tl.dot of two tiles; with DOT_F32 in float32 (float32 runs, and the interpreter, whose numpy stores bf16 as
+    uint16 and cannot matmul it)."""
+    if DOT_F32:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")  # no TF32 in float32 runs
+    return tl.dot(a, b)

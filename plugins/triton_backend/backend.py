@@ -1,7 +1,7 @@
 """The triton backend: TorchBackend with Triton kernels for the hot ops; embedding stays on torch, and linear
 too except a single row on a GPU (batch-1 decode), where a matrix-vector kernel streams weights faster than
-cuBLAS. On CPU it runs only under TRITON_INTERPRET=1, which CI uses to push a whole model
-through the kernels without a GPU.
+cuBLAS. Quantized weights (int8 / int4) have kernels of their own, which dequantize in registers. On CPU it runs
+only under TRITON_INTERPRET=1, which CI uses to push a whole model through the kernels without a GPU.
 
 This module imports triton only when a backend is built, so the registry can resolve the class and ask
 `is_available` on a machine where triton is missing."""
@@ -13,6 +13,7 @@ import os
 import torch
 
 from zooinfer.plugins.torch_backend.backend import TorchBackend
+from zooinfer.quantization import QuantizedWeight
 
 
 def _triton_installed() -> bool:
@@ -41,10 +42,10 @@ class TritonBackend(TorchBackend):
         super().__init__(device)
         # Imported here, not at module load: see the module docstring. Kernels are jitted (or, under
         # TRITON_INTERPRET=1, wrapped for the interpreter) when these modules are first imported.
-        from . import (activation, context_attention, matvec, moe, norm, rotary, rotary_store_kv, store_kv,
-                       token_attention)
+        from . import (activation, context_attention, matvec, moe, norm, quant_linear, rotary, rotary_store_kv,
+                       store_kv, token_attention)
         self._norm, self._rotary, self._rotary_store, self._activation = norm, rotary, rotary_store_kv, activation
-        self._matvec, self._moe = matvec, moe
+        self._matvec, self._quant_linear, self._moe = matvec, quant_linear, moe
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
     def rmsnorm(self, x, weight, eps, residual=None):
@@ -66,10 +67,19 @@ class TritonBackend(TorchBackend):
         return self._activation.gelu_and_mul(x, approximate)
 
     def linear(self, x, weight, bias=None):
+        if isinstance(weight, QuantizedWeight):
+            return self.quantized_linear(x, weight, bias)
         # Only on a GPU: under the interpreter the kernel is a correctness harness, tested on its own.
         if x.device.type == "cuda" and x.dim() == 2 and x.shape[0] == 1 and weight.dtype == x.dtype:
             return self._matvec.matvec(x, weight, bias)
         return super().linear(x, weight, bias)
+
+    def quantized_linear(self, x, weight, bias=None):
+        # On a CPU outside the interpreter the kernels cannot run, and int4 with an odd group (a byte straddling
+        # two groups) is a layout they do not read: the torch backend serves those.
+        if (x.device.type == "cuda" or _interpreter_on()) and self._quant_linear.supports(weight):
+            return self._quant_linear.quantized_linear(x, weight, bias)
+        return super().quantized_linear(x, weight, bias)
 
     def moe(self, x, router_logits, w13, w2, top_k, renormalize):
         weights, experts = self.moe_routing(router_logits, top_k, renormalize)

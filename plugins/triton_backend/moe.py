@@ -11,14 +11,7 @@ import triton
 import triton.language as tl
 
 from ._checks import check_index, check_same_device, check_tensor, fail, interpreted
-from ._lang import sigmoid
-
-
-@triton.jit
-def _block_dot(a, b, DOT_F32: tl.constexpr):
-    if DOT_F32:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")  # no TF32 in float32 runs
-    return tl.dot(a, b)
+from ._lang import block_dot, sigmoid
 
 
 @triton.jit
@@ -46,8 +39,8 @@ def _gate_up_kernel(x_ptr, w13_ptr, act_ptr, pair_ids_ptr, block_expert_ptr, tot
         w_mask = k_mask[:, None] & col_mask[None, :]
         w_gate = tl.load(w_expert + cols[None, :] * stride_wn + ks[:, None], mask=w_mask, other=0.0)
         w_up = tl.load(w_expert + (I + cols)[None, :] * stride_wn + ks[:, None], mask=w_mask, other=0.0)
-        gate += _block_dot(a, w_gate, DOT_F32)
-        up += _block_dot(a, w_up, DOT_F32)
+        gate += block_dot(a, w_gate, DOT_F32)
+        up += block_dot(a, w_up, DOT_F32)
     # Rounded where linear and silu_and_mul round: the gate_up product, silu(gate), and the result.
     dtype = act_ptr.dtype.element_ty
     gate = gate.to(dtype).to(tl.float32)
@@ -80,7 +73,7 @@ def _down_kernel(act_ptr, w2_ptr, out_ptr, pair_ids_ptr, block_expert_ptr, total
                     other=0.0)
         w = tl.load(w_expert + cols[None, :] * stride_wn + ks[:, None], mask=k_mask[:, None] & col_mask[None, :],
                     other=0.0)
-        acc += _block_dot(a, w, DOT_F32)
+        acc += block_dot(a, w, DOT_F32)
     weight = tl.load(weights_ptr + rows, mask=row_mask, other=0.0)
     # The down product is rounded to the run dtype (as linear's is), then weighted in float32.
     down = acc.to(act_ptr.dtype.element_ty).to(tl.float32)
