@@ -46,6 +46,12 @@ class TritonBackend(TorchBackend):
         self._matvec, self._moe = matvec, moe
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
+    @property
+    def supports_fp8_kv_cache(self) -> bool:
+        # Triton converts float8 on GPUs of compute capability 8.9 (Ada, Hopper) and newer, and in the interpreter.
+        on_gpu = self.device.type == "cuda"
+        return super().supports_fp8_kv_cache and (not on_gpu or torch.cuda.get_device_capability(self.device) >= (8, 9))
+
     def rmsnorm(self, x, weight, eps, residual=None):
         return self._norm.rmsnorm(x, weight, eps, residual)
 
@@ -74,16 +80,16 @@ class TritonBackend(TorchBackend):
         weights, experts = self.moe_routing(router_logits, top_k, renormalize)
         return self._moe.moe(x, weights, experts, w13, w2)
 
-    def store_kv(self, kv_cache, k, v, slots):
-        self._store_kv.store_kv(kv_cache, k, v, slots)
+    def store_kv(self, kv_cache, k, v, slots, kv_scales=None):
+        self._store_kv.store_kv(kv_cache, k, v, slots, kv_scales)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
+                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None, kv_scales=None):
         return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
                                                b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
-                                               softcap)
+                                               softcap, kv_scales)
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
-                        sliding_window=None, softcap=None):
+                        sliding_window=None, softcap=None, kv_scales=None):
         return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes, sliding_window, softcap)
+                                           alibi_slopes, sliding_window, softcap, kv_scales)
