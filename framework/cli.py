@@ -21,7 +21,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
-    p.add_argument("--kv-cache-dtype", default=None, choices=("auto", "fp8"),
+    p.add_argument("--kv-cache-dtype", default=None,
                    help="KV cache element type: auto (the run dtype, the default) or fp8 (e4m3 with per-token, "
                    "per-head scales: about twice the tokens)")
     p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
