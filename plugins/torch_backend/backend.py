@@ -109,7 +109,8 @@ class TorchBackend(Ops):
     def store_kv(self, kv_cache, k, v, slots, kv_scales=None):
         kv = torch.cat((k, v), dim=1)
         if _is_fp8(kv_cache, kv_scales):
-            kv_cache[slots.long()], kv_scales[slots.long()] = quantize_fp8(kv)
+            codes, kv_scales[slots.long()] = quantize_fp8(kv)
+            kv_cache.view(torch.uint8)[slots.long()] = codes.view(torch.uint8)  # indexing float8 is not everywhere
         else:
             kv_cache[slots.long()] = kv
 
@@ -117,7 +118,7 @@ class TorchBackend(Ops):
     def _read_kv(kv_cache, kv_scales, slots, dtype):
         """The pool's entries at `slots` (any shape) in `dtype`: FP8 codes dequantized as they are read."""
         if _is_fp8(kv_cache, kv_scales):
-            return dequantize_fp8(kv_cache[slots], kv_scales[slots], dtype)
+            return dequantize_fp8(kv_cache.view(torch.uint8)[slots].view(FP8), kv_scales[slots], dtype)
         return kv_cache[slots]
 
     def _gather_kv(self, kv_cache, req_to_token, req_idx, length, n_rep, kv_scales=None, dtype=None):
