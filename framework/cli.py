@@ -132,7 +132,7 @@ def cmd_bench(args) -> int:
     config = run_config(args)
     _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
                     config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
-                    args.repeat, progress=sys.stderr.isatty())
+                    args.repeat, progress=sys.stderr.isatty(), kv_cache_dtype=config.kv_cache_dtype)
     print(text)
     return 0
 

@@ -173,6 +173,13 @@ def test_cli_flag(tiny_llama_dir, capsys, monkeypatch):
     assert out == "" and err.count("\n") == 1 and err.startswith("zooinfer: error:") and "e5m2" in err
 
 
+def test_bench_runs_on_the_fp8_cache(tiny_llama_dir):
+    from zooinfer.tools.bench import bench
+
+    cases, text = bench(str(tiny_llama_dir), "2", "4", "3", repeat=1, progress=False, kv_cache_dtype="fp8")
+    assert "float8_e4m3fn KV cache" in text.splitlines()[0] and all(c.status == "ok" for c in cases)
+
+
 def test_a_backend_that_cannot_read_fp8_is_refused(tiny_llama_dir, register_plugin):
     class NoScales(TorchBackend):  # written before FP8 pools: its decode attention takes no kv_scales
         name = "no-scales"
