@@ -9,8 +9,10 @@ import triton.language as tl
 
 from ._lang import max_
 
-FP8_MAX = 448.0
-_RINT = 12582912.0  # 1.5 * 2**23: adding and subtracting it rounds a float32 below 2**22 to an integer, ties to even
+# Compiled kernels read globals only as constexprs.
+FP8_MAX = tl.constexpr(448.0)
+_RINT = tl.constexpr(12582912.0)  # 1.5 * 2**23: adding and subtracting it rounds a float32 below 2**22 to an integer,
+# ties to even
 
 
 @triton.jit
