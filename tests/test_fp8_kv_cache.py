@@ -19,6 +19,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 OPS = TorchBackend(torch.device("cpu"))
 PROMPTS = [[(7 * i + 3 * j) % 120 + 1 for j in range(5 + 2 * i)] for i in range(8)]
 GREEDY = SamplingParams(max_new_tokens=16, temperature=0, ignore_eos=True)
+SHARED = [PROMPTS[7] + [3, 4], PROMPTS[7] + [5]]  # with prefix caching on, both reuse PROMPTS[7]'s cached slots
 SEEDED = [SamplingParams(max_new_tokens=16, temperature=1.0, top_p=0.9, seed=100 + i, ignore_eos=True)
           for i in range(len(PROMPTS))]
 
@@ -94,8 +95,9 @@ def test_greedy_agreement_with_the_plain_cache(tiny_llama_dir, record_property):
 @pytest.fixture(scope="module")
 def expected(tiny_llama_dir):
     llm = LLM(str(tiny_llama_dir), kv_cache_dtype="fp8", enable_prefix_caching=False)
-    return {name: [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS, sampling_params=params)]
-            for name, params in (("greedy", GREEDY), ("seeded", SEEDED))}
+    return {name: [o.token_ids for o in llm.generate(prompt_token_ids=prompts, sampling_params=params)]
+            for name, prompts, params in (("greedy", PROMPTS, GREEDY), ("seeded", PROMPTS, SEEDED),
+                                          ("shared", SHARED, GREEDY))}
 
 
 @pytest.mark.parametrize("name, params", [("greedy", GREEDY), ("seeded", SEEDED)])
@@ -108,9 +110,8 @@ def test_scheduling_keeps_fp8_outputs(tiny_llama_dir, expected, name, params, en
     """Preemption, chunked prefill and cached prefixes: the scales live with the slots, so outputs are those of a
     roomy FP8 engine without them, and the pool is whole afterwards."""
     llm = LLM(str(tiny_llama_dir), kv_cache_dtype="fp8", **engine_args)
-    shared = [PROMPTS[7], PROMPTS[7] + [3, 4]]  # the second reuses the first's cached prefix where caching is on
     assert [o.token_ids for o in llm.generate(prompt_token_ids=PROMPTS, sampling_params=params)] == expected[name]
-    llm.generate(prompt_token_ids=shared, sampling_params=GREEDY)
+    assert [o.token_ids for o in llm.generate(prompt_token_ids=SHARED, sampling_params=GREEDY)] == expected["shared"]
     stats = llm.get_stats()
     counts = {"preemptions": stats["preemptions"], "prefix hits": stats["prefix_cache"]["hit_tokens"]}
     assert all(counts[what] > 0 for what in seen), counts
