@@ -2,6 +2,8 @@
 so every launcher validates what it is given and names the culprit."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
@@ -69,9 +71,15 @@ def check_kv_scales(op: str, kv_cache, kv_scales) -> bool:
         fail(op, "a float8_e4m3fn kv_cache needs its kv_scales, float32 [S, 2*Hk]")
     check_tensor(op, "kv_scales", kv_scales, 2, (torch.float32,))
     check_shape(op, "kv_scales", kv_scales, kv_cache.shape[:2])
-    if kv_cache.device.type == "cuda" and torch.cuda.get_device_capability(kv_cache.device) < (8, 9):
+    if kv_cache.device.type == "cuda" and not converts_float8(kv_cache.device):
         fail(op, "a float8_e4m3fn kv_cache needs a GPU of compute capability 8.9 or newer")
     return True
+
+
+@functools.lru_cache(maxsize=None)  # asked at every launch: once per device is enough
+def converts_float8(device: torch.device) -> bool:
+    """Whether Triton can convert float8 on this GPU: compute capability 8.9 (Ada, Hopper) and newer."""
+    return torch.cuda.get_device_capability(device) >= (8, 9)
 
 
 def check_attention(op: str, q, kv_cache, req_to_token, alibi_slopes, batch: dict, kv_scales=None):

@@ -48,9 +48,8 @@ class TritonBackend(TorchBackend):
 
     @property
     def supports_fp8_kv_cache(self) -> bool:
-        # Triton converts float8 on GPUs of compute capability 8.9 (Ada, Hopper) and newer, and in the interpreter.
-        on_gpu = self.device.type == "cuda"
-        return super().supports_fp8_kv_cache and (not on_gpu or torch.cuda.get_device_capability(self.device) >= (8, 9))
+        from ._checks import converts_float8  # the interpreter converts float8 too
+        return super().supports_fp8_kv_cache and (self.device.type != "cuda" or converts_float8(self.device))
 
     def rmsnorm(self, x, weight, eps, residual=None):
         return self._norm.rmsnorm(x, weight, eps, residual)
