@@ -167,8 +167,9 @@ def test_unknown_kv_cache_dtype_is_named(tiny_llama_dir):
 
 def test_cli_flag(tiny_llama_dir, capsys, monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
-    args = cli.build_parser().parse_args(["generate", "hi", "--kv-cache-dtype", "fp8"])
-    assert cli.run_config(args).engine_kwargs()["kv_cache_dtype"] == "fp8"
+    for command in (["generate", "hi"], ["serve"], ["bench"]):
+        args = cli.build_parser().parse_args([*command, "--kv-cache-dtype", "fp8"])
+        assert cli.run_config(args).engine_kwargs()["kv_cache_dtype"] == "fp8"
     assert cli.main(["generate", "hi", "--model", str(tiny_llama_dir), "--kv-cache-dtype", "e5m2"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("zooinfer: error:") and "e5m2" in err
