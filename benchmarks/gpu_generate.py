@@ -131,8 +131,8 @@ def main():
     rows = []
     for path in args.configs:  # the table so far after each shape, so a late failure loses nothing
         rows.append(bench(path, args, bandwidth))
-        print_table(f"bf16, {args.kv_cache_dtype} KV cache, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + written); "
-                    f"limit = decode steps/s if each reads every weight once",
+        print_table(f"bf16, {args.kv_cache_dtype} KV cache, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s "
+                    f"(read + written); limit = decode steps/s if each reads every weight once",
                     ["shape", "weights GB", "limit tok/s", "zooinfer b1 tok/s", "% limit", "HF b1 tok/s",
                      "HF % limit", "compile anchor b1 tok/s", "anchor % limit",
                      "zooinfer prefill 8x1024 tok/s", "HF prefill tok/s",
