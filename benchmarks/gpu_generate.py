@@ -95,7 +95,7 @@ def bench(config_path: Path, args, bandwidth):
 
         # Prefix caching off: each timed run must compute its prompts, not reuse the previous run's.
         llm = LLM(str(work), device="cuda", dtype="bfloat16", max_batch_size=args.max_batch_size,
-                  enable_prefix_caching=False,
+                  enable_prefix_caching=False, kv_cache_dtype=args.kv_cache_dtype,
                   max_prefill_tokens=8192, enforce_eager=args.eager)
         t_short, t_long = zoo_rate(llm, one, 2), zoo_rate(llm, one, args.new_tokens)
         zoo_b1 = (args.new_tokens - 2) / (t_long - t_short)
@@ -125,13 +125,14 @@ def main():
     ap.add_argument("--hf-batch", type=int, default=64, help="HF offline throughput: one batch of this size")
     ap.add_argument("--max-batch-size", type=int, default=256)
     ap.add_argument("--eager", action="store_true", help="no CUDA graphs")
+    ap.add_argument("--kv-cache-dtype", default="auto", help="zooinfer's KV cache: auto (bf16) or fp8")
     args = ap.parse_args()
     bandwidth = copy_bandwidth()
     rows = []
     for path in args.configs:  # the table so far after each shape, so a late failure loses nothing
         rows.append(bench(path, args, bandwidth))
-        print_table(f"bf16, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + written); "
-                    f"limit = decode steps/s if each reads every weight once",
+        print_table(f"bf16, {args.kv_cache_dtype} KV cache, random weights; copy bandwidth {bandwidth / 1e12:.2f} TB/s "
+                    f"(read + written); limit = decode steps/s if each reads every weight once",
                     ["shape", "weights GB", "limit tok/s", "zooinfer b1 tok/s", "% limit", "HF b1 tok/s",
                      "HF % limit", "compile anchor b1 tok/s", "anchor % limit",
                      "zooinfer prefill 8x1024 tok/s", "HF prefill tok/s",

@@ -21,6 +21,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
+    p.add_argument("--kv-cache-dtype", default=None,
+                   help="KV cache element type: auto (the run dtype, the default) or fp8 (e4m3 with per-token, "
+                   "per-head scales: about twice the tokens)")
     p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
                    help="run every decode step eagerly on a GPU")
 
@@ -129,7 +132,7 @@ def cmd_bench(args) -> int:
     config = run_config(args)
     _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
                     config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
-                    args.repeat, progress=sys.stderr.isatty())
+                    args.repeat, progress=sys.stderr.isatty(), kv_cache_dtype=config.kv_cache_dtype)
     print(text)
     return 0
 

@@ -10,6 +10,12 @@ Rules every op keeps: it leaves its inputs unchanged (except rotary's q, k and s
 updates in place, and rotary_store_kv's all three); store_kv's slots may repeat (the padded rows of a CUDA-graph batch all write the pool's
 spare slot). Decode-step ops (everything but context_attention) must run under CUDA-graph capture: no host
 sync, launch sizes from host ints only, and rows with b_seq_len 0 cost little and yield zeros.
+
+An FP8 KV pool (zooinfer.kv_cache): kv_cache is float8_e4m3fn and kv_scales [S, 2*Hk] float32 holds one scale per
+slot and head. store_kv writes what zooinfer.kv_cache.quantize_fp8 gives (codes and scales, exactly); the
+attentions read keys and values as dequantize_fp8 does (codes * scale in float32, rounded to q's dtype). Layers pass
+kv_scales only with an FP8 pool, so a backend written before it keeps working on plain pools; one whose ops do not
+take kv_scales is refused an FP8 pool (supports_fp8_kv_cache).
 """
 from __future__ import annotations
 
@@ -46,6 +52,14 @@ class Ops:
         def source(op):  # the class whose method runs for `op` (Ops for a plugin's op nobody defines)
             return next((klass for klass in cls.__mro__ if op in vars(klass)), Ops)
         return tuple(op for op in op_names(cls) if source(op) is not Ops and not vars(source(op)).get("is_reference"))
+
+    @property  # a property, not a method: op_names() lists a backend's public methods as its ops
+    def supports_fp8_kv_cache(self) -> bool:
+        """Whether this backend reads and writes an FP8 KV pool on its device: read off the code (store_kv and both
+        attentions take kv_scales), so a backend that overrides one of them without it says no. A backend whose
+        device lacks float8 support overrides this to say so."""
+        return all("kv_scales" in inspect.signature(getattr(self, op)).parameters
+                   for op in ("store_kv", "context_attention", "token_attention"))
 
     def __getattr__(self, name: str):
         """An op a plugin added (zooinfer_register_ops) and this backend does not define: its torch reference,
@@ -114,18 +128,20 @@ class Ops:
         [n, out] in x's dtype."""
         raise NotImplementedError
 
-    def store_kv(self, kv_cache, k, v, slots) -> None:
-        """Writes k, v [n, Hk, D] into kv_cache [S, 2*Hk, D] (keys in heads [0, Hk), values in [Hk, 2Hk)) at slots [n]."""
+    def store_kv(self, kv_cache, k, v, slots, kv_scales=None) -> None:
+        """Writes k, v [n, Hk, D] into kv_cache [S, 2*Hk, D] (keys in heads [0, Hk), values in [Hk, 2Hk)) at slots [n].
+        With an FP8 pool, the codes of quantize_fp8(cat(k, v)) go to kv_cache and its scales to kv_scales [S, 2*Hk]."""
         raise NotImplementedError
 
     def rotary_store_kv(self, q, k, v, cos, sin, kv_cache, slots) -> None:
         """rotary(q, k, cos, sin) then store_kv(kv_cache, k, v, slots), as one op: q and k are rotated in place
-        and the rotated k is what the pool holds. A backend may fuse them (one kernel for three at decode)."""
+        and the rotated k is what the pool holds. A backend may fuse them (one kernel for three at decode). Plain
+        pools only: the layers store into an FP8 pool with rotary, then store_kv with its kv_scales."""
         raise NotImplementedError
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
                           max_new_len: int, scale: float, alibi_slopes=None, sliding_window: int | None = None,
-                          softcap: float | None = None) -> torch.Tensor:
+                          softcap: float | None = None, kv_scales=None) -> torch.Tensor:
         """Prefill attention over packed prompts, keys and values read from the pool (store_kv ran first).
 
         Request b's new tokens are q[b_start_loc[b] : b_start_loc[b] + b_seq_len[b] - b_ready_cache_len[b]];
@@ -136,16 +152,16 @@ class Ops:
         With sliding_window W the query at position p sees only keys j with p - j < W (keys in (p - W, p],
         transformers' convention for Mistral, Qwen2 and Gemma2). With softcap c the scaled score s = scale * q.k
         becomes c * tanh(s / c), before the ALiBi bias, masking and softmax (Gemma2's attn_logit_softcapping).
-        Returns [n, Hq, D]."""
+        With kv_scales (an FP8 pool) keys and values are dequantized as they are read. Returns [n, Hq, D]."""
         raise NotImplementedError
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float,
                         alibi_slopes=None, sliding_window: int | None = None,
-                        softcap: float | None = None) -> torch.Tensor:
+                        softcap: float | None = None, kv_scales=None) -> torch.Tensor:
         """Decode attention: q [B, Hq, D], request b's query at position b_seq_len[b] - 1 attends to its
         b_seq_len[b] cached tokens (the last sliding_window of them with a window). A request with b_seq_len 0
         (graph padding) gets zeros. max_len >= every b_seq_len. alibi_slopes, sliding_window and softcap as in
-        context_attention. Returns [B, Hq, D]."""
+        context_attention, and kv_scales as there. Returns [B, Hq, D]."""
         raise NotImplementedError
 
 

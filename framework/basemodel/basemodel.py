@@ -51,7 +51,7 @@ class TpPartBaseModel:
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
                  max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1,
-                 strict: bool = False, load_format: str = "auto"):
+                 strict: bool = False, load_format: str = "auto", kv_cache_dtype: torch.dtype | None = None):
         self.model_dir = Path(model_dir)
         self.ops = ops
         self.device = ops.device
@@ -59,6 +59,7 @@ class TpPartBaseModel:
         self.tp_rank = tp_rank
         self.world_size = world_size
         self.kv_cache_tokens = kv_cache_tokens
+        self.kv_cache_dtype = kv_cache_dtype or dtype  # the pool's element dtype: the run dtype, or FP8
         self.load_format = load_format  # "auto": the checkpoint's weights; "random": seeded random ones
         self.max_requests = max_requests
         self.strict = strict
@@ -164,7 +165,7 @@ class TpPartBaseModel:
 
     def kv_bytes_per_token(self) -> int:
         return KVCache.bytes_per_token(self.config["num_hidden_layers"], self.kv_heads_per_rank,
-                                       self.config["head_dim"], self.dtype)
+                                       self.config["head_dim"], self.kv_cache_dtype)
 
     def resize_kv_cache(self, slots: int) -> None:
         """A fresh, empty pool of `slots` token slots (the old pool must hold no request)."""
@@ -173,7 +174,7 @@ class TpPartBaseModel:
         # long-context model's whole max_position_embeddings for every request row).
         self.kv_cache = KVCache(self.config["num_hidden_layers"], slots, self.kv_heads_per_rank,
                                 self.config["head_dim"], self.max_requests, min(self.max_seq_len, slots), self.dtype,
-                                self.device)
+                                self.device, self.kv_cache_dtype)
 
     def _init_infer_layer(self):
         args = (self.config, self.ops, self.tp_rank, self.world_size)

@@ -13,6 +13,7 @@ import logging
 import torch
 
 from zooinfer.errors import ZooinferError
+from zooinfer.kv_cache import FP8, kv_storage_dtype
 from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
 
@@ -38,7 +39,7 @@ class LLMEngine:
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int | None = None, enforce_eager: bool = False,
                  gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, strict: bool = False,
-                 threads: int | None = None, load_format: str = "auto"):
+                 threads: int | None = None, load_format: str = "auto", kv_cache_dtype: str = "auto"):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens),
                             ("threads", threads)):
@@ -62,12 +63,16 @@ class LLMEngine:
         self.device = parse_device(device)
         self.dtype = resolve_dtype(dtype, self.device, self.config)
         ops = backend_class(self.device)
+        kv_dtype = kv_storage_dtype(kv_cache_dtype, self.dtype)
+        if kv_dtype == FP8 and not ops.supports_fp8_kv_cache:
+            raise ZooinferError(f"LLM(kv_cache_dtype='fp8'): backend {ops.name!r} cannot read an FP8 KV cache on "
+                                f"{self.device}; use kv_cache_dtype='auto' or another backend")
         on_gpu = self.device.type == "cuda"
         size_from_memory = on_gpu and kv_cache_tokens is None
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,
                                  kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
                                  max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict,
-                                 load_format=load_format)
+                                 load_format=load_format, kv_cache_dtype=kv_dtype)
         self.max_model_len = self.model.max_seq_len
         if size_from_memory:
             warm_len = min(max_prefill_tokens, self.max_model_len - 1)
@@ -234,7 +239,8 @@ class LLMEngine:
         return {
             "running": len(self.scheduler.running), "waiting": len(self.scheduler.waiting),
             "preemptions": self.scheduler.preemptions, "prefill_tokens": self.prefill_tokens,
-            "kv_cache": {"slots": kv.num_slots, "free_slots": kv.free_slot_count, "cached_slots": cached,
+            "kv_cache": {"dtype": str(kv.dtype).removeprefix("torch."), "bytes": kv.nbytes,
+                         "slots": kv.num_slots, "free_slots": kv.free_slot_count, "cached_slots": cached,
                          "usage": 1 - (kv.free_slot_count + (cache.evictable if cache else 0)) / kv.num_slots},
             "prefix_cache": {"enabled": cache is not None, "hit_tokens": self.kv.hit_tokens,
                              "query_tokens": self.kv.query_tokens, "hit_rate": self.kv.hit_rate},

@@ -18,7 +18,7 @@ def kv_slots_from_free_memory(model, warm_up, memory_fraction: float) -> int:
     torch.cuda.synchronize(device)
     free, total = torch.cuda.mem_get_info(device)
     outside_torch = (total - free) - torch.cuda.memory_reserved(device)
-    provisional = model.kv_cache.buffers.numel() * model.kv_cache.buffers.element_size()
+    provisional = model.kv_cache.nbytes
     available = total * memory_fraction - (torch.cuda.max_memory_allocated(device) + outside_torch) + provisional
     slots = int(available // model.kv_bytes_per_token())
     if slots < model.max_seq_len:

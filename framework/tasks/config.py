@@ -9,7 +9,7 @@ from zooinfer.errors import ZooinferError
 # The LLM(...) keyword arguments an InferConfig carries; the remaining fields are sampling defaults.
 ENGINE_FIELDS = ("model", "device", "dtype", "backend", "max_model_len", "kv_cache_tokens", "max_batch_size",
                  "max_prefill_tokens", "seed", "enforce_eager", "gpu_memory_fraction", "threads",
-                 "enable_prefix_caching")
+                 "enable_prefix_caching", "kv_cache_dtype")
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
@@ -29,6 +29,7 @@ class InferConfig:
     gpu_memory_fraction: float = 0.9
     threads: int | None = None
     enable_prefix_caching: bool = True
+    kv_cache_dtype: str = "auto"  # "fp8": an e4m3 KV pool with per-token, per-head scales (about twice the tokens)
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 0
@@ -50,6 +51,7 @@ class InferConfig:
             ("seed", self.seed is None or is_int(self.seed), "an integer or null"),
             ("enforce_eager", isinstance(self.enforce_eager, bool), "true or false"),
             ("enable_prefix_caching", isinstance(self.enable_prefix_caching, bool), "true or false"),
+            ("kv_cache_dtype", self.kv_cache_dtype in ("auto", "fp8"), "auto or fp8"),
             ("gpu_memory_fraction", is_num(self.gpu_memory_fraction) and 0 < self.gpu_memory_fraction <= 1,
              "a number in (0, 1]"),
             ("temperature", is_num(self.temperature) and self.temperature >= 0, "a number >= 0"),

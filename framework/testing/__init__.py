@@ -5,7 +5,8 @@
 - `pytest --pyargs zooinfer.testing --zooinfer-backend NAME [--zooinfer-device DEV]`: the op conformance suite
   (test_ops.py) and the whole-model parity suite (test_models.py) on one installed backend; plugin.py is the
   pytest plugin (entry point pytest11) that adds those options.
-- interpreter.py: the Triton interpreter switch for CPU runs; divergence.py: which op a failing model trips on.
+- interpreter.py: the Triton interpreter switch for CPU runs; divergence.py: which op a failing model trips on;
+  agreement.py: how closely one engine follows another greedily (an FP8 KV cache against the plain one).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The op conformance suite: the backend under test against the torch reference, op by op, on fresh random
 data (never zeros), at the shapes models use (GQA, MQA, MHA; head dims that are not powers of two; padded decode
-rows; cached prefixes; sliding windows and softcaps). A failure names the op, its arguments' shapes and dtypes, and the worst element.
+rows; cached prefixes; sliding windows and softcaps; FP8 KV pools). A failure names the op, its arguments' shapes
+and dtypes, and the worst element.
 
 Run it with `pytest --pyargs zooinfer.testing --zooinfer-backend NAME`; shapes stay small, since the triton
 backend runs them on a CPU under the Triton interpreter."""
@@ -9,6 +10,7 @@ import inspect
 import pytest
 import torch
 
+from zooinfer.kv_cache import FP8, quantize_fp8
 from zooinfer.quantization.random_weight import random_quantized_weight
 from zooinfer.testing.diff import describe_call, mismatch
 
@@ -53,8 +55,9 @@ def run(backend_ops, op, *args):
     before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
     out = getattr(backend, op)(*args)
     names = list(inspect.signature(getattr(ref, op)).parameters)
+    bits = lambda t: t.view(torch.uint8) if t.dtype == FP8 else t  # noqa: E731  (not every device compares float8)
     for name, arg, copy in zip(names, args, before):
-        assert copy is None or torch.equal(arg, copy), f"{op} modified its argument {name}"
+        assert copy is None or torch.equal(bits(arg), bits(copy)), f"{op} modified its argument {name}"
     return (ref, op, args), out, getattr(ref, op)(*args)
 
 
@@ -153,12 +156,21 @@ def test_quantized_linear(backend_ops, dtype, n, method, group):
     close(*run(backend_ops, "quantized_linear", rand(n, 96, dtype=dtype), weight, bias), DOT_TOL[dtype])
 
 
-def store_both(backend_ops, pool, k, v, slots):
+def store_both(backend_ops, pool, k, v, slots, *kv_scales):
+    """Both backends store into copies of the pool (and of an FP8 pool's scales); the results must be equal."""
     ref, backend = backend_ops
-    expected, actual = pool.clone(), pool.clone()
-    ref.store_kv(expected, k, v, slots)
-    backend.store_kv(actual, k, v, slots)
-    close((ref, "store_kv", (pool, k, v, slots)), actual, expected, 0.0, "kv_cache (in place)")
+    expected, actual = [pool.clone(), *(s.clone() for s in kv_scales)], [pool.clone(), *(s.clone() for s in kv_scales)]
+    ref.store_kv(expected[0], k, v, slots, *expected[1:])
+    backend.store_kv(actual[0], k, v, slots, *actual[1:])
+    call = (ref, "store_kv", (pool, k, v, slots, *kv_scales))
+    close(call, actual[0].float(), expected[0].float(), 0.0, "kv_cache (in place)")
+    for got, want in zip(actual[1:], expected[1:]):
+        close(call, got, want, 0.0, "kv_scales (in place)")
+
+
+def needs_fp8(backend_ops):
+    if not backend_ops[1].supports_fp8_kv_cache:
+        pytest.skip(f"backend {backend_ops[1].name!r} declares no FP8 KV cache support")
 
 
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS[:3])
@@ -170,6 +182,21 @@ def test_store_kv(backend_ops, q_heads, kv_heads, head_dim, dtype):
     v = qkv[:, (q_heads + kv_heads) * head_dim:].view(n, kv_heads, head_dim)
     slots = torch.randperm(slots_total)[:n].to(torch.int32)
     store_both(backend_ops, rand(slots_total, 2 * kv_heads, head_dim, dtype=dtype), k, v, slots)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+def test_store_kv_fp8(backend_ops, dtype):
+    """Codes and scales bit for bit (quantize_fp8 defines them): GQA heads, a head dim that is not a power of two,
+    rows of very different magnitudes, an all-zero head, and padded rows repeating the spare slot."""
+    needs_fp8(backend_ops)
+    kv_heads, head_dim, real, padded = 2, 48, 6, 2
+    k = rand(real + padded, kv_heads, head_dim) * torch.logspace(-3, 2, real + padded)[:, None, None]
+    v = rand(real + padded, kv_heads, head_dim)
+    k[1, 0] = 0.0
+    k[real:], v[real:] = k[real], v[real]
+    slots = torch.cat((torch.randperm(16)[:real], torch.full((padded,), 16))).to(torch.int32)
+    codes, scales = quantize_fp8(rand(17, 2 * kv_heads, head_dim))
+    store_both(backend_ops, codes, k.to(dtype), v.to(dtype), slots, scales)
 
 
 def test_store_kv_padded_rows_share_the_spare_slot(backend_ops):
@@ -229,15 +256,16 @@ def alibi(q_heads, on):
 @pytest.mark.parametrize("with_alibi", [False, True])
 @pytest.mark.parametrize("cached", [False, True])
 def test_context_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, cached, dtype=torch.float32,
-                           window=None, softcap=None):
+                           window=None, softcap=None, fp8=False):
     seq_lens = [5, 37, 18]
     ready = [3, 20, 0] if cached else [0, 0, 0]  # a cached prefix is read from the pool, not from q
     new_lens = [s - r for s, r in zip(seq_lens, ready)]
     kv_cache, req_to_token, b_req_idx = make_pool(seq_lens, kv_heads, head_dim, dtype)
+    pool = quantize_fp8(kv_cache) if fp8 else (kv_cache,)  # (codes, scales) of an FP8 pool
     q = rand(sum(new_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
     starts = [sum(new_lens[:i]) for i in range(len(new_lens))]
-    args = (q, kv_cache, req_to_token, b_req_idx, int32(starts), int32(seq_lens), int32(ready),
-            max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
+    args = (q, pool[0], req_to_token, b_req_idx, int32(starts), int32(seq_lens), int32(ready),
+            max(new_lens), head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap, *pool[1:])
     close(*run(backend_ops, "context_attention", *args), DOT_TOL[dtype])
 
 
@@ -249,16 +277,17 @@ def test_context_attention_half(backend_ops, dtype):
 @pytest.mark.parametrize("q_heads,kv_heads,head_dim", HEADS)
 @pytest.mark.parametrize("with_alibi", [False, True])
 def test_token_attention(backend_ops, q_heads, kv_heads, head_dim, with_alibi, dtype=torch.float32, max_len=80,
-                         window=None, softcap=None, seq_lens=(1, 40, 0, 70, 33)):
+                         window=None, softcap=None, seq_lens=(1, 40, 0, 70, 33), fp8=False):
     """The reference gets a max_len 10 past the longest; the backend `max_len` (that, the longest or, for a kernel
     that allows it, less).
     The default lengths cross key-block and split boundaries; the 0 is a padded row (CUDA-graph padding)."""
     ref, backend = backend_ops
     seq_lens = list(seq_lens)
     kv_cache, req_to_token, b_req_idx = make_pool([max(s, 1) for s in seq_lens], kv_heads, head_dim, dtype)
+    pool = quantize_fp8(kv_cache) if fp8 else (kv_cache,)  # (codes, scales) of an FP8 pool
     q = rand(len(seq_lens), q_heads + 2 * kv_heads, head_dim, dtype=dtype)[:, :q_heads]  # a view into fused qkv
-    args = (q, kv_cache, req_to_token, b_req_idx, int32(seq_lens))
-    rest = (head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap)
+    args = (q, pool[0], req_to_token, b_req_idx, int32(seq_lens))
+    rest = (head_dim ** -0.5, alibi(q_heads, with_alibi), window, softcap, *pool[1:])
     call, out, _ = run((ref, backend), "token_attention", *args, max_len, *rest)
     close(call, out, ref.token_attention(*args, max(seq_lens) + 10, *rest), DOT_TOL[dtype])
     assert torch.equal(out[2], torch.zeros_like(out[2])), "token_attention: a row with b_seq_len 0 must give zeros"
@@ -299,6 +328,21 @@ def test_token_attention_window_and_softcap(backend_ops, window, softcap, with_a
 def test_attention_window_and_softcap_half(backend_ops, dtype):
     test_context_attention(backend_ops, 4, 1, 64, False, True, dtype=dtype, window=9, softcap=4.0)
     test_token_attention(backend_ops, 4, 1, 64, False, dtype=dtype, window=9, softcap=4.0)
+
+
+# FP8 pools: keys and values dequantized as they are read (GQA, MHA with a head dim that is not a power of two).
+@pytest.mark.parametrize("q_heads,kv_heads,head_dim", [(4, 2, 32), (2, 2, 48)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
+def test_attention_fp8(backend_ops, q_heads, kv_heads, head_dim, dtype):
+    needs_fp8(backend_ops)
+    test_context_attention(backend_ops, q_heads, kv_heads, head_dim, True, True, dtype=dtype, fp8=True)
+    test_token_attention(backend_ops, q_heads, kv_heads, head_dim, True, dtype=dtype, fp8=True)
+
+
+def test_attention_fp8_window_and_softcap(backend_ops):
+    needs_fp8(backend_ops)
+    test_context_attention(backend_ops, 4, 1, 64, False, True, window=9, softcap=4.0, fp8=True)
+    test_token_attention(backend_ops, 4, 1, 64, False, window=9, softcap=4.0, fp8=True)
 
 
 def moe_experts(num, inter, hidden, dtype=torch.float32):

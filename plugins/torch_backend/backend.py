@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from zooinfer.kv_cache import FP8, dequantize_fp8, quantize_fp8
 from zooinfer.ops import Ops
 
 
@@ -109,12 +110,24 @@ class TorchBackend(Ops):
     def quantized_linear(self, x, weight, bias=None):
         return F.linear(x, weight.dequantize(x.dtype), bias)
 
-    def store_kv(self, kv_cache, k, v, slots):
-        kv_cache[slots.long()] = torch.cat((k, v), dim=1)
+    def store_kv(self, kv_cache, k, v, slots, kv_scales=None):
+        kv = torch.cat((k, v), dim=1)
+        if _is_fp8(kv_cache, kv_scales):
+            codes, kv_scales[slots.long()] = quantize_fp8(kv)
+            kv_cache.view(torch.uint8)[slots.long()] = codes.view(torch.uint8)  # indexing float8 is not everywhere
+        else:
+            kv_cache[slots.long()] = kv
 
-    def _gather_kv(self, kv_cache, req_to_token, req_idx, length, n_rep):
+    @staticmethod
+    def _read_kv(kv_cache, kv_scales, slots, dtype):
+        """The pool's entries at `slots` (any shape) in `dtype`: FP8 codes dequantized as they are read."""
+        if _is_fp8(kv_cache, kv_scales):
+            return dequantize_fp8(kv_cache.view(torch.uint8)[slots].view(FP8), kv_scales[slots], dtype)
+        return kv_cache[slots]
+
+    def _gather_kv(self, kv_cache, req_to_token, req_idx, length, n_rep, kv_scales=None, dtype=None):
         """Keys and values of one request's first `length` positions, expanded to the query heads."""
-        kv = kv_cache[req_to_token[req_idx, :length].long()]  # [length, 2Hk, D]
+        kv = self._read_kv(kv_cache, kv_scales, req_to_token[req_idx, :length].long(), dtype)  # [length, 2Hk, D]
         k, v = kv.chunk(2, dim=1)
         return k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
 
@@ -132,12 +145,12 @@ class TorchBackend(Ops):
         return torch.einsum("hml,lhd->mhd", probs, v.float()).to(q.dtype)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
+                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None, kv_scales=None):
         out = torch.empty_like(q)
         n_rep = q.shape[1] // (kv_cache.shape[1] // 2)
         for req, start, seq_len, ready in zip(b_req_idx.tolist(), b_start_loc.tolist(), b_seq_len.tolist(),
                                               b_ready_cache_len.tolist()):
-            k, v = self._gather_kv(kv_cache, req_to_token, req, seq_len, n_rep)
+            k, v = self._gather_kv(kv_cache, req_to_token, req, seq_len, n_rep, kv_scales, q.dtype)
             positions = torch.arange(seq_len, device=q.device)
             new = slice(start, start + seq_len - ready)
             out[new] = self._attend(q[new], k, v, positions[ready:], positions, scale, alibi_slopes, sliding_window,
@@ -145,10 +158,10 @@ class TorchBackend(Ops):
         return out
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
-                        sliding_window=None, softcap=None):
+                        sliding_window=None, softcap=None, kv_scales=None):
         # One batched pass padded to max_len: no per-request loop and no host sync in the decode step.
         slots = req_to_token[b_req_idx.long(), :max_len].long()  # [B, L]; entries past a request's length are stale
-        kv = kv_cache[slots]
+        kv = self._read_kv(kv_cache, kv_scales, slots, q.dtype)
         rel = torch.arange(max_len, device=q.device)[None, :] - (b_seq_len.long() - 1)[:, None]  # key - query position
         future = rel > 0
         if sliding_window is not None:  # keys that slid out of the window are masked like future ones
@@ -178,3 +191,12 @@ class TorchBackend(Ops):
             scores = scores + alibi_slopes.float()[None, :, None] * rel[:, None, :].float()
         probs = torch.softmax(scores.masked_fill(future[:, None, :], float("-inf")), dim=-1)
         return torch.einsum("bhl,bhld->bhd", probs.nan_to_num_(0.0), v).to(q.dtype)  # padding rows: zeros
+
+
+def _is_fp8(kv_cache, kv_scales) -> bool:
+    """Whether the pool is FP8; an FP8 pool without scales, or scales for a plain pool, is a caller's mistake."""
+    fp8 = FP8 is not None and kv_cache.dtype == FP8
+    if fp8 != (kv_scales is not None):
+        raise ValueError(f"a {str(kv_cache.dtype).removeprefix('torch.')} kv_cache takes "
+                         + ("float32 kv_scales [S, 2*Hk]" if fp8 else "no kv_scales"))
+    return fp8

@@ -2,11 +2,14 @@
 so every launcher validates what it is given and names the culprit."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 INDEX_DTYPES = (torch.int32, torch.int64)
+FP8 = getattr(torch, "float8_e4m3fn", None)
 
 
 def fail(op: str, message: str):
@@ -56,11 +59,34 @@ def interpreted(kernel) -> bool:
     return not isinstance(kernel, triton.runtime.JITFunction)
 
 
-def check_attention(op: str, q, kv_cache, req_to_token, alibi_slopes, batch: dict):
+def check_kv_scales(op: str, kv_cache, kv_scales) -> bool:
+    """The pool, and an FP8 pool's scales (float32 [S, 2*Hk]); returns whether the pool is FP8."""
+    fp8 = isinstance(kv_cache, torch.Tensor) and FP8 is not None and kv_cache.dtype == FP8
+    check_tensor(op, "kv_cache", kv_cache, 3, FLOAT_DTYPES + ((FP8,) if fp8 else ()))
+    if not fp8:
+        if kv_scales is not None:
+            fail(op, f"kv_scales given for a {kv_cache.dtype} kv_cache: only a float8_e4m3fn pool has scales")
+        return False
+    if kv_scales is None:
+        fail(op, "a float8_e4m3fn kv_cache needs its kv_scales, float32 [S, 2*Hk]")
+    check_tensor(op, "kv_scales", kv_scales, 2, (torch.float32,))
+    check_shape(op, "kv_scales", kv_scales, kv_cache.shape[:2])
+    if kv_cache.device.type == "cuda" and not converts_float8(kv_cache.device):
+        fail(op, "a float8_e4m3fn kv_cache needs a GPU of compute capability 8.9 or newer")
+    return True
+
+
+@functools.lru_cache(maxsize=None)  # asked at every launch: once per device is enough
+def converts_float8(device: torch.device) -> bool:
+    """Whether Triton can convert float8 on this GPU: compute capability 8.9 (Ada, Hopper) and newer."""
+    return torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def check_attention(op: str, q, kv_cache, req_to_token, alibi_slopes, batch: dict, kv_scales=None):
     """The arguments both attention ops share (`batch`: the per-request index tensors by name, b_req_idx
     first); returns (kv_heads, query heads per kv head)."""
     check_tensor(op, "q", q, 3)
-    check_tensor(op, "kv_cache", kv_cache, 3)
+    fp8 = check_kv_scales(op, kv_cache, kv_scales)
     check_index(op, "req_to_token", req_to_token, 2)
     q_heads, head_dim = q.shape[1], q.shape[2]
     if kv_cache.shape[1] % 2 or kv_cache.shape[2] != head_dim:
@@ -70,7 +96,7 @@ def check_attention(op: str, q, kv_cache, req_to_token, alibi_slopes, batch: dic
     kv_heads = kv_cache.shape[1] // 2
     if kv_heads == 0 or q_heads % kv_heads:
         fail(op, f"{q_heads} query heads are not a multiple of the pool's {kv_heads} kv heads")
-    if kv_cache.dtype != q.dtype:
+    if kv_cache.dtype != q.dtype and not fp8:
         fail(op, f"kv_cache dtype {kv_cache.dtype} differs from q dtype {q.dtype}")
     first = next(iter(batch))
     for name, t in batch.items():
@@ -80,7 +106,8 @@ def check_attention(op: str, q, kv_cache, req_to_token, alibi_slopes, batch: dic
     if alibi_slopes is not None:
         check_tensor(op, "alibi_slopes", alibi_slopes, 1)
         check_shape(op, "alibi_slopes", alibi_slopes, (q_heads,))
-    check_same_device(op, q=q, kv_cache=kv_cache, req_to_token=req_to_token, alibi_slopes=alibi_slopes, **batch)
+    check_same_device(op, q=q, kv_cache=kv_cache, req_to_token=req_to_token, alibi_slopes=alibi_slopes,
+                      kv_scales=kv_scales, **batch)
     return kv_heads, q_heads // kv_heads
 
 

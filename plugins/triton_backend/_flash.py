@@ -8,13 +8,20 @@ from ._lang import max_, sum_
 
 
 @triton.jit
-def load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask):
-    """Keys as [BLOCK_D, BLOCK_N] (ready for q @ k) and values as [BLOCK_N, BLOCK_D] of positions offs_n."""
+def load_kv_block(kv_ptr, scales_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, stride_ss, dims,
+                  d_mask, FP8: tl.constexpr, DTYPE: tl.constexpr):
+    """Keys as [BLOCK_D, BLOCK_N] (ready for q @ k) and values as [BLOCK_N, BLOCK_D] of positions offs_n. From an
+    FP8 pool (FP8) they are dequantized with their slot's per-head scale in float32 and rounded to DTYPE (q's)."""
     slots = tl.load(table_row + offs_n, mask=n_mask, other=0).to(tl.int64)
     k = tl.load(kv_ptr + slots[None, :] * stride_ks + kv_head * stride_kh + dims[:, None],
                 mask=n_mask[None, :] & d_mask[:, None], other=0.0)
     v = tl.load(kv_ptr + slots[:, None] * stride_ks + (HK + kv_head) * stride_kh + dims[None, :],
                 mask=n_mask[:, None] & d_mask[None, :], other=0.0)
+    if FP8:
+        k_scale = tl.load(scales_ptr + slots * stride_ss + kv_head, mask=n_mask, other=0.0)
+        v_scale = tl.load(scales_ptr + slots * stride_ss + HK + kv_head, mask=n_mask, other=0.0)
+        k = (k.to(tl.float32) * k_scale[None, :]).to(DTYPE)
+        v = (v.to(tl.float32) * v_scale[:, None]).to(DTYPE)
     return k, v
 
 

@@ -48,6 +48,11 @@ class TritonBackend(TorchBackend):
         self._matvec, self._quant_linear, self._moe = matvec, quant_linear, moe
         self._store_kv, self._context, self._token = store_kv, context_attention, token_attention
 
+    @property
+    def supports_fp8_kv_cache(self) -> bool:
+        from ._checks import converts_float8  # the interpreter converts float8 too
+        return super().supports_fp8_kv_cache and (self.device.type != "cuda" or converts_float8(self.device))
+
     def rmsnorm(self, x, weight, eps, residual=None):
         return self._norm.rmsnorm(x, weight, eps, residual)
 
@@ -85,19 +90,19 @@ class TritonBackend(TorchBackend):
         weights, experts = self.moe_routing(router_logits, top_k, renormalize)
         return self._moe.moe(x, weights, experts, w13, w2)
 
-    def store_kv(self, kv_cache, k, v, slots):
-        self._store_kv.store_kv(kv_cache, k, v, slots)
+    def store_kv(self, kv_cache, k, v, slots, kv_scales=None):
+        self._store_kv.store_kv(kv_cache, k, v, slots, kv_scales)
 
     def rotary_store_kv(self, q, k, v, cos, sin, kv_cache, slots):
         self._rotary_store.rotary_store_kv(q, k, v, cos, sin, kv_cache, slots)
 
     def context_attention(self, q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None):
+                          max_new_len, scale, alibi_slopes=None, sliding_window=None, softcap=None, kv_scales=None):
         return self._context.context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len,
                                                b_ready_cache_len, max_new_len, scale, alibi_slopes, sliding_window,
-                                               softcap)
+                                               softcap, kv_scales)
 
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
-                        sliding_window=None, softcap=None):
+                        sliding_window=None, softcap=None, kv_scales=None):
         return self._token.token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale,
-                                           alibi_slopes, sliding_window, softcap)
+                                           alibi_slopes, sliding_window, softcap, kv_scales)

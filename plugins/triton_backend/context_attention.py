@@ -18,7 +18,8 @@ def _context_attention_kernel(
         slopes_ptr, scale_log2, window, cap_log2, stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh,
         stride_req,
         N_REP, HK, D, HAS_ALIBI: tl.constexpr, HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr,
-        DOT_F32: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+        DOT_F32: tl.constexpr, scales_ptr, stride_ss, FP8: tl.constexpr, BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
     head = tl.program_id(1)
     m_start = tl.program_id(2) * BLOCK_M
@@ -55,7 +56,8 @@ def _context_attention_kernel(
     for n_start in range(begin, end, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
-        k, v = load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask)
+        k, v = load_kv_block(kv_ptr, scales_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh,
+                             stride_ss, dims, d_mask, FP8, q_ptr.dtype.element_ty)
         qk = block_scores(q, k, DOT_F32) * scale_log2
         if HAS_SOFTCAP:
             qk = softcap_scores(qk, cap_log2)
@@ -76,13 +78,14 @@ _INTERPRETED = interpreted(_context_attention_kernel)
 
 
 def context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_len, b_ready_cache_len,
-                      max_new_len: int, scale: float, alibi_slopes=None, sliding_window=None, softcap=None):
+                      max_new_len: int, scale: float, alibi_slopes=None, sliding_window=None, softcap=None,
+                      kv_scales=None):
     """Per Ops.context_attention. max_new_len sizes the grid: a request with more new tokens than it
     would be cut short, and nothing checks (that would need a device-to-host sync)."""
     op = "context_attention"
     kv_heads, n_rep = check_attention(op, q, kv_cache, req_to_token, alibi_slopes, {
         "b_req_idx": b_req_idx, "b_start_loc": b_start_loc, "b_seq_len": b_seq_len,
-        "b_ready_cache_len": b_ready_cache_len})
+        "b_ready_cache_len": b_ready_cache_len}, kv_scales)
     if not isinstance(max_new_len, int) or max_new_len < 0:
         fail(op, f"max_new_len must be a non-negative host int, got {max_new_len!r}")
     check_window_softcap(op, sliding_window, softcap)
@@ -102,6 +105,8 @@ def context_attention(q, kv_cache, req_to_token, b_req_idx, b_start_loc, b_seq_l
         float(softcap or 1.0) * LOG2E, q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1),
         out.stride(0), out.stride(1), req_to_token.stride(0), n_rep, kv_heads, head_dim,
         HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None, HAS_SOFTCAP=softcap is not None,
-        DOT_F32=_INTERPRETED or q.dtype == torch.float32, BLOCK_M=block, BLOCK_N=block, BLOCK_D=block_d,
+        DOT_F32=_INTERPRETED or q.dtype == torch.float32, scales_ptr=q if kv_scales is None else kv_scales,
+        stride_ss=0 if kv_scales is None else kv_scales.stride(0), FP8=kv_scales is not None, BLOCK_M=block,
+        BLOCK_N=block, BLOCK_D=block_d,
         num_warps=4 if block_d <= 64 else 8, num_stages=1)
     return out

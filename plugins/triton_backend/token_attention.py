@@ -30,7 +30,8 @@ def _split_kernel(
         q_ptr, kv_ptr, req_to_token_ptr, b_req_idx_ptr, b_seq_len_ptr, slopes_ptr, mid_o_ptr, mid_lse_ptr,
         scale_log2, window, cap_log2, stride_qb, stride_qh, stride_ks, stride_kh, stride_req, stride_mb, stride_mh,
         stride_ms, stride_lb, stride_lh, N_REP, HK, D, NUM_SPLITS, SINGLE: tl.constexpr, HAS_ALIBI: tl.constexpr,
-        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_F32: tl.constexpr,
+        HAS_WINDOW: tl.constexpr, HAS_SOFTCAP: tl.constexpr, DOT_F32: tl.constexpr, scales_ptr, stride_ss,
+        FP8: tl.constexpr,
         SPLIT_LEN: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     kv_head = tl.program_id(1)
@@ -66,7 +67,8 @@ def _split_kernel(
     for n_start in range(split_start, split_end, BLOCK_N):
         offs_n = n_start + tl.arange(0, BLOCK_N)
         n_mask = offs_n < split_end
-        k, v = load_kv_block(kv_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh, dims, d_mask)
+        k, v = load_kv_block(kv_ptr, scales_ptr, table_row, offs_n, n_mask, kv_head, HK, stride_ks, stride_kh,
+                             stride_ss, dims, d_mask, FP8, q_ptr.dtype.element_ty)
         qk = block_scores(q, k, DOT_F32) * scale_log2
         if HAS_SOFTCAP:
             qk = softcap_scores(qk, cap_log2)
@@ -126,10 +128,10 @@ def _sm_count(device) -> int:
 
 
 def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: int, scale: float, alibi_slopes=None,
-                    sliding_window=None, softcap=None):
+                    sliding_window=None, softcap=None, kv_scales=None):
     op = "token_attention"
     kv_heads, n_rep = check_attention(op, q, kv_cache, req_to_token, alibi_slopes,
-                                      {"b_req_idx": b_req_idx, "b_seq_len": b_seq_len})
+                                      {"b_req_idx": b_req_idx, "b_seq_len": b_seq_len}, kv_scales)
     batch, q_heads, head_dim = q.shape
     if b_req_idx.shape[0] != batch:
         fail(op, f"b_req_idx has {b_req_idx.shape[0]} entries for a batch of {batch} queries")
@@ -159,8 +161,10 @@ def token_attention(q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len: in
         q.stride(0), q.stride(1), kv_cache.stride(0), kv_cache.stride(1), req_to_token.stride(0), mid_o.stride(0),
         mid_o.stride(1), mid_o.stride(2), mid_lse.stride(0), mid_lse.stride(1), n_rep, kv_heads, head_dim,
         num_splits, SINGLE=single, HAS_ALIBI=alibi_slopes is not None, HAS_WINDOW=sliding_window is not None,
-        HAS_SOFTCAP=softcap is not None, DOT_F32=_INTERPRETED or q.dtype == torch.float32, SPLIT_LEN=split_len,
-        BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d, num_warps=4, num_stages=2)
+        HAS_SOFTCAP=softcap is not None, DOT_F32=_INTERPRETED or q.dtype == torch.float32,
+        scales_ptr=q if kv_scales is None else kv_scales, stride_ss=0 if kv_scales is None else kv_scales.stride(0),
+        FP8=kv_scales is not None, SPLIT_LEN=split_len, BLOCK_H=block_h, BLOCK_N=block_n, BLOCK_D=block_d,
+        num_warps=4, num_stages=2)
     if single:
         return out
     _merge_kernel[(batch, q_heads)](

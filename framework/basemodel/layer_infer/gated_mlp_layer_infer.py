@@ -44,14 +44,15 @@ class GatedMLPTransformerLayerInfer(TransformerLayerInfer):
             k = self.ops.rmsnorm(k.reshape(-1, d), weight.k_norm, self.eps)[0]
         return q.view(n, self.tp_q_heads, d), k.view(n, self.tp_kv_heads, d), v.view(n, self.tp_kv_heads, d)
 
-    def _store_kv(self, q, k, v, kv_cache, state):
-        """Rotary here rather than in _get_qkv: with every dim rotating, one op rotates and stores."""
-        if self.rotary_dim == self.head_dim:
+    def _store_kv(self, q, k, v, kv_cache, state, fp8):
+        """Rotary here rather than in _get_qkv: with every dim rotating into a plain pool, one op rotates and
+        stores (an FP8 pool's store quantizes: rotary, then that store)."""
+        if self.rotary_dim == self.head_dim and not fp8:
             self.ops.rotary_store_kv(q, k, v, state.cos, state.sin, kv_cache, state.mem_index)
             return
         # partial rotary: the op rotates strided views of the first rotary_dim dims in place
         self.ops.rotary(q[..., :self.rotary_dim], k[..., :self.rotary_dim], state.cos, state.sin)
-        self.ops.store_kv(kv_cache, k, v, state.mem_index)
+        self.ops.store_kv(kv_cache, k, v, state.mem_index, **fp8)
 
     def _get_o(self, o, state, weight):
         return self._input_split_linear(o, weight.o_proj, weight.o_bias)

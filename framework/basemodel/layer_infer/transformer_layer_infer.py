@@ -54,22 +54,24 @@ class TransformerLayerInfer(BaseLayerInfer):
     def _attention(self, x, state, weight):
         q, k, v = self._get_qkv(x, state, weight)
         kv_cache = state.kv_cache.layer(self.layer_num)
-        self._store_kv(q, k, v, kv_cache, state)
+        scales = state.kv_cache.layer_scales(self.layer_num)
+        fp8 = {} if scales is None else {"kv_scales": scales}  # plain pools: the call every backend takes
+        self._store_kv(q, k, v, kv_cache, state, fp8)
         if state.is_prefill:
             o = self.ops.context_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
                                            state.b_start_loc, state.b_seq_len, state.b_ready_cache_len,
                                            state.max_new_len, self.scale, self.alibi_slopes,
-                                           self.sliding_window, self.softcap)
+                                           self.sliding_window, self.softcap, **fp8)
         else:
             o = self.ops.token_attention(q, kv_cache, state.kv_cache.req_to_token, state.b_req_idx,
                                          state.b_seq_len, state.max_len_in_batch, self.scale, self.alibi_slopes,
-                                         self.sliding_window, self.softcap)
+                                         self.sliding_window, self.softcap, **fp8)
         return self._get_o(o.reshape(o.shape[0], -1), state, weight)
 
-    def _store_kv(self, q, k, v, kv_cache, state):
-        """Writes the step's keys and values into the pool; a template whose positions are applied here (rotary
-        with the store, one op) rotates q in place too."""
-        self.ops.store_kv(kv_cache, k, v, state.mem_index)
+    def _store_kv(self, q, k, v, kv_cache, state, fp8: dict):
+        """Writes the step's keys and values into the pool (fp8: an FP8 pool's kv_scales, or empty); a template
+        whose positions are applied here (rotary with the store, one op) rotates q in place too."""
+        self.ops.store_kv(kv_cache, k, v, state.mem_index, **fp8)
 
     def _att_norm(self, x, residual, weight):
         raise NotImplementedError
