@@ -29,32 +29,54 @@ class Agreement:
               "mean tokens alike (free-running)"]
 
 
-def greedy_agreement(reference, candidate, prompts: list[list[int]], new_tokens: int) -> Agreement:
-    """`reference` and `candidate` are LLMs over the same weights. The reference generates greedily; both then
-    score prompt + continuation in one prefill each (zooinfer.tasks.score.prompt_logits)."""
-    from zooinfer import SamplingParams
-    from zooinfer.tasks.score import prompt_logits
+@dataclass
+class ReferenceRun:
+    """The reference's greedy continuations and, teacher-forced, its log-probabilities at each of their steps."""
+    prompts: list[list[int]]
+    continuations: list[list[int]]
+    logprobs: list[torch.Tensor]  # per prompt [new_tokens, V] float32, on the host
 
+
+def _scored(llm, prompt: list[int], continuation: list[int]) -> torch.Tensor:
+    from zooinfer.tasks.score import prompt_logits
+    ids = prompt + continuation
+    return torch.log_softmax(prompt_logits(llm, ids)[len(prompt) - 1:-1].float().cpu(), dim=-1)
+
+
+def _generate(llm, prompts, new_tokens) -> list[list[int]]:
+    from zooinfer import SamplingParams
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0, ignore_eos=True)
-    want = reference.generate(prompt_token_ids=prompts, sampling_params=params)
-    got = candidate.generate(prompt_token_ids=prompts, sampling_params=params)
-    for llm in (reference, candidate):
-        llm.clear_cache()  # cached prefixes would hold the slots a prefill needs
+    out = [o.token_ids for o in llm.generate(prompt_token_ids=prompts, sampling_params=params)]
+    llm.clear_cache()  # cached prefixes would hold the slots a scoring prefill needs
+    return out
+
+
+def reference_run(reference, prompts: list[list[int]], new_tokens: int) -> ReferenceRun:
+    continuations = _generate(reference, prompts, new_tokens)
+    return ReferenceRun(prompts, continuations, [_scored(reference, p, c) for p, c in zip(prompts, continuations)])
+
+
+def agreement(ref: ReferenceRun, candidate) -> Agreement:
+    """How closely `candidate` (an LLM over the reference's weights) follows a reference run: the reference need
+    not be loaded any more (two large models need not fit at once)."""
+    got = _generate(candidate, ref.prompts, len(ref.continuations[0]))
     same, diffs, prefix, flip_margin = 0, [], [], 0.0
-    for prompt, ref_out, cand_out in zip(prompts, want, got):
-        ids = prompt + ref_out.token_ids
-        tokens = torch.tensor(ref_out.token_ids)
-        picked = []
-        for llm in (reference, candidate):
-            logprobs = torch.log_softmax(prompt_logits(llm, ids)[len(prompt) - 1:-1].float().cpu(), dim=-1)
-            picked.append((logprobs.argmax(dim=-1), logprobs.gather(1, tokens[:, None])[:, 0], logprobs))
-        flipped = picked[1][0] != tokens
+    for prompt, want, ref_logprobs, cand_out in zip(ref.prompts, ref.continuations, ref.logprobs, got):
+        tokens = torch.tensor(want)
+        logprobs = _scored(candidate, prompt, want)
+        flipped = logprobs.argmax(dim=-1) != tokens
         same += int((~flipped).sum())
         if flipped.any():
-            top2 = picked[0][2][flipped].topk(2, dim=-1).values
+            top2 = ref_logprobs[flipped].topk(2, dim=-1).values
             flip_margin = max(flip_margin, float((top2[:, 0] - top2[:, 1]).max()))
-        diffs.append((picked[1][1] - picked[0][1]).abs())
-        alike = [a == b for a, b in zip(ref_out.token_ids, cand_out.token_ids)] + [False]
+        diffs.append((logprobs.gather(1, tokens[:, None]) - ref_logprobs.gather(1, tokens[:, None]))[:, 0].abs())
+        alike = [a == b for a, b in zip(want, cand_out)] + [False]
         prefix.append(alike.index(False))
     diffs = torch.cat(diffs)
     return Agreement(len(diffs), same, float(diffs.max()), float(diffs.mean()), flip_margin, prefix)
+
+
+def greedy_agreement(reference, candidate, prompts: list[list[int]], new_tokens: int) -> Agreement:
+    """`reference` and `candidate` are LLMs over the same weights. The reference generates greedily; both then
+    score prompt + continuation in one prefill each (zooinfer.tasks.score.prompt_logits)."""
+    return agreement(reference_run(reference, prompts, new_tokens), candidate)
