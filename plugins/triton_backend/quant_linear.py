@@ -103,7 +103,7 @@ def _prefill_kernel(x_ptr, q_ptr, s_ptr, m_ptr, b_ptr, out_ptr, M, N, K, G, stri
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     q_cols = q_ptr + n.to(tl.int64)[None, :] * stride_qn  # 64-bit offsets: see _decode_kernel
     x_rows = x_ptr + m.to(tl.int64)[:, None] * stride_xm
-    for block in range(0, tl.cdiv(K, BLOCK_K)):
+    for block in range(0, (K + BLOCK_K - 1) // BLOCK_K):  # not tl.cdiv, a @jit helper: see _lang.py
         k0 = block * BLOCK_K
         k = k0 + j
         if EVEN_K:  # a mask constant along K keeps the loads wide
