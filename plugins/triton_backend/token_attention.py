@@ -47,7 +47,7 @@ def _split_kernel(
     mid = mid_o_ptr + b * stride_mb + heads[:, None] * stride_mh + split * stride_ms + dims[None, :]
     if split_start >= seq_len:
         if SINGLE:  # a padded row (b_seq_len 0) gets zeros, as the merge would give it
-            tl.store(mid, tl.zeros([BLOCK_H, BLOCK_D], tl.float32).to(mid_o_ptr.dtype.element_ty),
+            tl.store(mid, tl.full([BLOCK_H, BLOCK_D], 0.0, mid_o_ptr.dtype.element_ty),
                      mask=h_mask[:, None] & d_mask[None, :])
         return
     # The last split takes every key left, so a max_len below a real length still attends to all keys.
