@@ -1,8 +1,8 @@
 """Stand-ins for triton.language helpers that triton writes as @jit functions (tl.sum, tl.max, tl.sigmoid;
 tl.zeros and tl.cdiv too, for which the kernels use tl.full and integer arithmetic), and block_dot, which several
 kernels share. Triton wraps those for the interpreter or for compilation once, when it is first imported; in a
-process where something (torch._dynamo does) imported triton before TRITON_INTERPRET=1 was set, interpreted kernels cannot call them.
-These are wrapped with our kernels, so either mode works; compiled, they produce the same code as triton's own."""
+process where something (torch._dynamo does) imported triton before TRITON_INTERPRET=1 was set, interpreted
+kernels cannot call them. These are wrapped with our kernels, so either mode works; compiled, they produce the same code as triton's own."""
 import triton
 import triton.language as tl
 
