@@ -140,7 +140,8 @@ def check_transformers_knows(model_type: str, config_path) -> None:
 
 
 def compare(model_dir: str, prompt_len: int = 16, batch_size: int = 2, steps: int = 8, dtype: str = "float32",
-            device: str = "cpu", warmup: int = 1, seed: int = 0, atol: float | None = None) -> Comparison:
+            device: str = "cpu", warmup: int = 1, seed: int = 0, atol: float | None = None,
+            tensor_parallel_size: int = 1) -> Comparison:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -158,7 +159,8 @@ def compare(model_dir: str, prompt_len: int = 16, batch_size: int = 2, steps: in
     dev = parse_device(device)
     torch_dtype = resolve_dtype(dtype, dev, config)
     llm = LLM(str(path), device=str(dev), dtype=str(torch_dtype).removeprefix("torch."),
-              max_batch_size=batch_size, kv_cache_tokens=batch_size * (prompt_len + steps))
+              max_batch_size=batch_size, kv_cache_tokens=batch_size * (prompt_len + steps),
+              tensor_parallel_size=tensor_parallel_size)
     if prompt_len + steps > llm.max_model_len:
         raise ZooinferError(f"--prompt-len {prompt_len} + --steps {steps} exceeds the model's context length "
                             f"of {llm.max_model_len} tokens")
