@@ -168,15 +168,15 @@ def cmd_generate(args) -> int:
     config = run_config(args)
     params = config.sampling_params(seed=args.seed)
     from zooinfer import LLM
-    llm = LLM(**config.engine_kwargs())
-    if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
-        prompt = llm.chat_prompt(prompt)
-    if args.stream:
-        for piece in llm.stream(prompt, params):
-            print(piece, end="", flush=True)
-        print()
-    else:
-        print(llm.generate(prompt, params)[0].text)
+    with LLM(**config.engine_kwargs()) as llm:
+        if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
+            prompt = llm.chat_prompt(prompt)
+        if args.stream:
+            for piece in llm.stream(prompt, params):
+                print(piece, end="", flush=True)
+            print()
+        else:
+            print(llm.generate(prompt, params)[0].text)
     return 0
 
 
