@@ -262,7 +262,7 @@ class LLMEngine:
         if enabled and self.graphs is None:
             raise ZooinferError(f"CUDA graphs need a CUDA device; this LLM runs on {self.device}" if self.device.type
                                 != "cuda" else f"the {self.config['model_type']} model cannot replay CUDA graphs "
-                                "with this config: its steps depend on host state")
+                                "as configured: its steps depend on host state, or it is split over ranks")
         if self.graphs is not None:
             self.graphs.enabled = enabled
 
