@@ -1,10 +1,13 @@
 """LLM(tensor_parallel_size=2) on CPU ranks (gloo): the tp=1 tokens and logprobs (float32, within 1e-4) for llama with
 fewer KV heads than ranks, GPT-2 (tied) and Qwen3-MoE, all with a vocabulary that 2 does not divide; seeded sampling,
 prefix caching and preemption as at tp=1; a killed or hung rank named on the driver in bounded time; start-up
-errors from any rank; shutdown and failures leave no process behind; --tp on the CLI."""
+errors from any rank; shutdown, failures and a killed driver leave no process behind; --tp on the CLI."""
 import json
 import os
+import select
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -200,3 +203,32 @@ def test_bad_sizes_are_refused(size, tiny_llama_dir):
     assert "\n" not in str(exc.value) and "tensor_parallel_size" in str(exc.value)
     with pytest.raises(ZooinferError, match="tensor_parallel_size"):
         InferConfig(tensor_parallel_size=size)
+
+
+DRIVER = """
+import sys, time
+from zooinfer import LLM
+llm = LLM(sys.argv[1], tensor_parallel_size=2, kv_cache_tokens=256, threads=1)
+print(*llm.model.worker_pids, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_worker_outlives_no_killed_driver(tmp_path):
+    model_dir = save_tiny("llama", "gqa", tmp_path)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, model_dir], stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([driver.stdout], [], [], 120)
+        assert ready, "the driver did not start its rank in time"
+        worker = psutil.Process(int(driver.stdout.readline()))
+        driver.kill()
+        driver.wait(timeout=30)
+        try:  # reparented when its driver died; it must notice and exit by itself
+            worker.wait(timeout=30)
+        except psutil.TimeoutExpired:
+            if worker.status() != psutil.STATUS_ZOMBIE:  # an exited worker that nobody reaped yet is gone too
+                worker.kill()
+                raise
+    finally:
+        driver.kill()
+        driver.wait(timeout=30)
