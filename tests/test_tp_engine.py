@@ -1,6 +1,6 @@
 """LLM(tensor_parallel_size=2) on CPU ranks (gloo): the tp=1 tokens and logprobs (float32, within 1e-4) for llama with
 fewer KV heads than ranks, GPT-2 (tied) and Qwen3-MoE, all with a vocabulary that 2 does not divide; seeded sampling,
-prefix caching and preemption as at tp=1; a killed or hung rank named on the driver in bounded time; start-up
+prefix caching, preemption and scoring as at tp=1; a killed or hung rank named on the driver in bounded time; start-up
 errors from any rank; shutdown, failures and a killed driver leave no process behind; --tp on the CLI."""
 import json
 import os
@@ -20,6 +20,7 @@ from zooinfer.errors import ZooinferError
 from zooinfer.models.llama import LlamaTpPartModel
 from zooinfer.plugin_manager import model_registry
 from zooinfer.tasks.config import InferConfig
+from zooinfer.tasks.score import ScoreTask
 from zooinfer.testing import save_random_model
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -80,10 +81,14 @@ def test_tp2_matches_tp1(model_type, name, change, tmp_path):
     model_dir = save_tiny(model_type, name, tmp_path, **change)
     one_greedy, _ = run(model_dir, 1, GREEDY)
     one_seeded, _ = run(model_dir, 1, SEEDED)
+    with LLM(model_dir, **ENGINE) as llm:
+        one_scores = [out.logprobs for out in ScoreTask(InferConfig(), llm)(PROMPTS)]
     with LLM(model_dir, tensor_parallel_size=2, **ENGINE) as llm:
         for params, one in ((GREEDY, one_greedy), (SEEDED, one_seeded)):
             outs = llm.generate(prompt_token_ids=PROMPTS, sampling_params=params)
             assert_same(one, [(o.outputs[0].token_ids, o.outputs[0].logprobs) for o in outs])
+        scores = [out.logprobs for out in ScoreTask(InferConfig(), llm)(PROMPTS)]  # every position's logits
+    torch.testing.assert_close(torch.tensor(sum(scores, [])), torch.tensor(sum(one_scores, [])), atol=1e-4, rtol=0)
 
 
 def test_tp2_prefix_caching_and_preemption_match_tp1(tmp_path):
