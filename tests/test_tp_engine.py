@@ -58,10 +58,8 @@ def save_tiny(model_type, name, path, **change):
     return str(path)
 
 
-def run(model_dir, tp, params, prompts=PROMPTS, **engine):
-    with LLM(model_dir, tensor_parallel_size=tp, **{**ENGINE, **engine}) as llm:
-        outs = llm.generate(prompt_token_ids=prompts, sampling_params=params)
-        return [(o.outputs[0].token_ids, o.outputs[0].logprobs) for o in outs], llm.get_stats()
+def tokens_and_logprobs(outs):
+    return [(o.outputs[0].token_ids, o.outputs[0].logprobs) for o in outs]
 
 
 def assert_same(one, two):
@@ -79,16 +77,16 @@ def assert_same(one, two):
 ])
 def test_tp2_matches_tp1(model_type, name, change, tmp_path):
     model_dir = save_tiny(model_type, name, tmp_path, **change)
-    one_greedy, _ = run(model_dir, 1, GREEDY)
-    one_seeded, _ = run(model_dir, 1, SEEDED)
-    with LLM(model_dir, **ENGINE) as llm:
-        one_scores = [out.logprobs for out in ScoreTask(InferConfig(), llm)(PROMPTS)]
-    with LLM(model_dir, tensor_parallel_size=2, **ENGINE) as llm:
-        for params, one in ((GREEDY, one_greedy), (SEEDED, one_seeded)):
-            outs = llm.generate(prompt_token_ids=PROMPTS, sampling_params=params)
-            assert_same(one, [(o.outputs[0].token_ids, o.outputs[0].logprobs) for o in outs])
-        scores = [out.logprobs for out in ScoreTask(InferConfig(), llm)(PROMPTS)]  # every position's logits
-    torch.testing.assert_close(torch.tensor(sum(scores, [])), torch.tensor(sum(one_scores, [])), atol=1e-4, rtol=0)
+    runs = []
+    for tp in (1, 2):
+        with LLM(model_dir, tensor_parallel_size=tp, **ENGINE) as llm:
+            runs.append([tokens_and_logprobs(llm.generate(prompt_token_ids=PROMPTS, sampling_params=params))
+                         for params in (GREEDY, SEEDED)]
+                        + [[out.logprobs for out in ScoreTask(InferConfig(), llm)(PROMPTS)]])  # every position
+    (greedy1, seeded1, scores1), (greedy2, seeded2, scores2) = runs
+    assert_same(greedy1, greedy2)
+    assert_same(seeded1, seeded2)
+    torch.testing.assert_close(torch.tensor(sum(scores2, [])), torch.tensor(sum(scores1, [])), atol=1e-4, rtol=0)
 
 
 def test_tp2_prefix_caching_and_preemption_match_tp1(tmp_path):
@@ -101,7 +99,7 @@ def test_tp2_prefix_caching_and_preemption_match_tp1(tmp_path):
         with LLM(model_dir, tensor_parallel_size=tp, kv_cache_tokens=100, max_batch_size=3, threads=1) as llm:
             rounds = [llm.generate(prompt_token_ids=prompts, sampling_params=params) for _ in range(2)]
             stats = llm.get_stats()
-        results.append([(o.outputs[0].token_ids, o.outputs[0].logprobs) for r in rounds for o in r])
+        results.append(tokens_and_logprobs(rounds[0] + rounds[1]))
         assert stats["preemptions"] > 0 and stats["prefix_cache"]["hit_tokens"] > 0, stats
     assert_same(*results)
 
