@@ -162,8 +162,9 @@ class TensorParallelModel:
         """Names what broke the group (a dead rank first: its death is why rank 0's collective failed), stops
         every worker, and makes later steps refuse to run."""
         if self._broken is None:
-            wait([p.sentinel for p in self._procs], DEATH_WAIT_S if exc is not None else 0)
-            dead = [(rank, p) for rank, p in enumerate(self._procs, 1) if p.exitcode is not None]
+            ended = wait([p.sentinel for p in self._procs], DEATH_WAIT_S if exc is not None else 0)
+            # A sentinel closes as the process exits, a moment before it can be reaped: join it to read its code.
+            dead = [(rank, p) for rank, p in enumerate(self._procs, 1) if p.sentinel in ended or p.exitcode is not None]
             if dead:
                 rank, proc = dead[0]
                 self._broken = _death(rank, proc, self._conns[rank - 1])
