@@ -2,6 +2,7 @@
 fewer KV heads than ranks, GPT-2 (tied) and Qwen3-MoE, all with a vocabulary that 2 does not divide; seeded sampling,
 prefix caching, preemption and scoring as at tp=1; a killed or hung rank named on the driver in bounded time; start-up
 errors from any rank; shutdown, failures and a killed driver leave no process behind; --tp on the CLI."""
+import gc
 import json
 import os
 import select
@@ -151,10 +152,15 @@ def test_shutdown_and_collection_stop_the_ranks(tmp_path):
     assert not psutil.pid_exists(pid)
     with pytest.raises(ZooinferError, match="shut down"):
         llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)
-    llm = LLM(model_dir, tensor_parallel_size=2, **ENGINE)  # the process group was left: a new one can start
+    broken = LLM(model_dir, tensor_parallel_size=2, **ENGINE)
+    os.kill(broken.model.worker_pids[0], signal.SIGKILL)
+    with pytest.raises(ZooinferError, match="rank 1"):
+        broken.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)
+    llm = LLM(model_dir, tensor_parallel_size=2, **ENGINE)  # each left its process group: a new one can start
     (pid,) = llm.model.worker_pids
+    broken.shutdown()  # what its collection runs too: it must leave the new one's process group alone
+    assert llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)[0].outputs[0].token_ids
     del llm
-    import gc
     gc.collect()
     assert not psutil.pid_exists(pid)
 

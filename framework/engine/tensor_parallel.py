@@ -62,9 +62,9 @@ class TensorParallelModel:
         timeout_s = COLLECTIVE_TIMEOUT_S
         store = dist.TCPStore("127.0.0.1", 0, plan.world_size, True, timedelta(seconds=timeout_s),
                               wait_for_workers=False)
-        self._procs, self._conns = [], []
+        self._workers = _Workers()
         # From here on, whatever happens, the workers are stopped: by shutdown(), collection or exit.
-        self._finalizer = weakref.finalize(self, _stop_workers, self._procs, self._conns)
+        self._finalizer = weakref.finalize(self, self._workers.stop)
         try:
             for rank in range(1, plan.world_size):
                 ours, theirs = ctx.Pipe()
@@ -72,9 +72,10 @@ class TensorParallelModel:
                                    name=f"zooinfer-tp-rank{rank}")
                 proc.start()
                 theirs.close()  # the worker holds the only copy: its exit shows here as EOF
-                self._procs.append(proc)
-                self._conns.append(ours)
+                self._workers.procs.append(proc)
+                self._workers.conns.append(ours)
             plan.join_group(0, store, timeout_s)
+            self._workers.group = dist.group.WORLD
             self.model = plan.build(0)
             for rank in range(1, plan.world_size):
                 self._receive(rank, "ready")
@@ -91,7 +92,7 @@ class TensorParallelModel:
     @property
     def worker_pids(self) -> list[int]:
         """The process ids of ranks 1.. (empty once stopped)."""
-        return [p.pid for p in self._procs]
+        return [p.pid for p in self._workers.procs]
 
     def supports_cuda_graph(self) -> bool:
         return False  # eager at tp > 1: every rank would have to capture and replay the same buckets
@@ -101,7 +102,7 @@ class TensorParallelModel:
         self._check_running()
         journal, self.model.kv_cache.journal = self.model.kv_cache.journal, []
         try:
-            for conn in self._conns:
+            for conn in self._workers.conns:
                 conn.send(("forward", step_header(inp, all_positions), journal))
             dist.broadcast(pack_step(inp), src=0)
             return self.model.forward(inp, all_positions)
@@ -116,10 +117,10 @@ class TensorParallelModel:
         fails on any rank, that error is raised and the ranks are stopped (they may no longer agree)."""
         self._check_running()
         try:
-            for conn in self._conns:
+            for conn in self._workers.conns:
                 conn.send(("call", fn, args))
             results = [fn(self.model, *args)]
-            return results + [self._receive(rank, "done") for rank in range(1, len(self._conns) + 1)]
+            return results + [self._receive(rank, "done") for rank in range(1, len(self._workers.conns) + 1)]
         except BaseException as exc:
             error = self._fail(exc)
             if isinstance(exc, ZooinferError) or not isinstance(exc, Exception):
@@ -140,14 +141,14 @@ class TensorParallelModel:
         self.model.kv_cache.journal = []
 
     def _check_running(self) -> None:
-        if self._broken is None and any(p.exitcode is not None for p in self._procs):
+        if self._broken is None and any(p.exitcode is not None for p in self._workers.procs):
             self._fail(None)
         if self._broken is not None:
             raise ZooinferError(f"{self._broken}; this LLM runs no more steps: create a new one")
 
     def _receive(self, rank: int, kind: str):
         """Rank's answer of `kind`; its error, its death or silence past REPLY_TIMEOUT_S raise ZooinferError."""
-        conn, proc = self._conns[rank - 1], self._procs[rank - 1]
+        conn, proc = self._workers.conns[rank - 1], self._workers.procs[rank - 1]
         if not wait([conn, proc.sentinel], REPLY_TIMEOUT_S):
             raise ZooinferError(f"tensor-parallel rank {rank} did not answer within {REPLY_TIMEOUT_S:.0f} s")
         try:
@@ -162,15 +163,16 @@ class TensorParallelModel:
         """Names what broke the group (a dead rank first: its death is why rank 0's collective failed), stops
         every worker, and makes later steps refuse to run."""
         if self._broken is None:
-            ended = wait([p.sentinel for p in self._procs], DEATH_WAIT_S if exc is not None else 0)
-            # A sentinel closes as the process exits, a moment before it can be reaped: join it to read its code.
-            dead = [(rank, p) for rank, p in enumerate(self._procs, 1) if p.sentinel in ended or p.exitcode is not None]
+            procs = self._workers.procs
+            ended = wait([p.sentinel for p in procs], DEATH_WAIT_S if exc is not None else 0)
+            # A sentinel closes as the process exits, a moment before it can be reaped (_death joins it).
+            dead = [(rank, p) for rank, p in enumerate(procs, 1) if p.sentinel in ended or p.exitcode is not None]
             if dead:
                 rank, proc = dead[0]
-                self._broken = _death(rank, proc, self._conns[rank - 1])
+                self._broken = _death(rank, proc, self._workers.conns[rank - 1])
             else:
                 self._broken = f"a tensor-parallel step failed on rank 0: {one_line(exc)}"
-            _stop_workers(self._procs, self._conns, graceful=False)
+            self._workers.stop(graceful=False)
         return ZooinferError(f"{self._broken}; this LLM runs no more steps: create a new one")
 
 
@@ -189,21 +191,30 @@ def _death(rank: int, proc, conn) -> str:
     return f"tensor-parallel rank {rank} (pid {proc.pid}) {how} (exit code {code})" + (f": {said}" if said else "")
 
 
-def _stop_workers(procs: list, conns: list, graceful: bool = True) -> None:
-    """Asks every worker to stop, kills those that do not within STOP_WAIT_S, leaves the process group."""
-    for conn in conns if graceful else ():
-        try:
-            conn.send(("stop",))
-        except OSError:
-            pass
-    for proc in procs:
-        proc.join(STOP_WAIT_S if graceful else 0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(STOP_WAIT_S)
-    for conn in conns:
-        conn.close()
-    procs.clear()
-    conns.clear()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+class _Workers:
+    """The worker processes, their pipes, and the process group they share with this process (held apart from
+    TensorParallelModel, so that its finalizer does not keep it alive)."""
+
+    def __init__(self):
+        self.procs, self.conns, self.group = [], [], None
+
+    def stop(self, graceful: bool = True) -> None:
+        """Asks every worker to stop, kills those that do not within STOP_WAIT_S, and leaves the process group
+        (only this one: a later LLM's group is not ours to destroy)."""
+        for conn in self.conns if graceful else ():
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(STOP_WAIT_S if graceful else 0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(STOP_WAIT_S)
+        for conn in self.conns:
+            conn.close()
+        self.procs.clear()
+        self.conns.clear()
+        if self.group is not None and dist.is_initialized() and dist.group.WORLD is self.group:
+            dist.destroy_process_group()
+        self.group = None
