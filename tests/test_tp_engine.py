@@ -2,6 +2,7 @@
 fewer KV heads than ranks, GPT-2 (tied) and Qwen3-MoE, all with a vocabulary that 2 does not divide; seeded sampling,
 prefix caching, preemption and scoring as at tp=1; a killed or hung rank named on the driver in bounded time; start-up
 errors from any rank; shutdown, failures and a killed driver leave no process behind; --tp on the CLI."""
+import faulthandler
 import gc
 import json
 import os
@@ -29,6 +30,7 @@ PROMPTS = [[3, 17, 92, 5, 44, 8, 130, 21, 9], [7, 7], list(range(20, 45))]
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0, logprobs=3, ignore_eos=True)
 SEEDED = SamplingParams(max_new_tokens=6, temperature=0.9, top_k=40, seed=5, logprobs=3, ignore_eos=True)
 ENGINE = dict(kv_cache_tokens=256, max_batch_size=4, threads=1)
+HANG_S = 240  # a test that takes longer is stuck (each takes seconds): better a stack dump than a run that never ends
 
 
 def spawned_children() -> list[psutil.Process]:
@@ -46,7 +48,12 @@ def spawned_children() -> list[psutil.Process]:
 
 @pytest.fixture(autouse=True)
 def no_process_left():
-    yield
+    """Fails a test that leaves a rank process behind; ends the run with every thread's stack if one hangs."""
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     deadline = time.monotonic() + 15
     while spawned_children() and time.monotonic() < deadline:
         time.sleep(0.2)
