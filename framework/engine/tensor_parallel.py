@@ -7,10 +7,12 @@ on every rank. Everything the engine does to its model goes through this one sea
 
 - forward: the step's sizes and the table writes made since the last step (prefix-cache KVManager writes,
   journaled by the KV cache) go to every worker over its pipe, the packed int32 inputs follow as one broadcast
-  on the process group, then every rank runs the same forward and meets the others in its collectives;
+  on the process group (device to device, so a decode step launched on tokens still on the GPU needs no host
+  sync), then every rank runs the same forward and meets the others in its collectives;
 - resize_kv_cache and on_every_rank (KV-pool sizing from free GPU memory: the minimum over the ranks) run
   on every rank and wait for each rank's answer;
 - reads (kv_cache, vocab_size, max_seq_len, ...) go to rank 0's model: the ranks differ only in their slices.
+  The rest of the KV bookkeeping (free lists, prefix-cache evictions, clear_cache) lives on the driver's host.
 
 Decode steps run eagerly at tp > 1 (no CUDA-graph capture): supports_cuda_graph() says so to the engine.
 Failures: a collective waiting longer than the timeout on a rank fails instead of hanging; a rank that dies or
