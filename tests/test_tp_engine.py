@@ -248,3 +248,11 @@ def test_a_worker_outlives_no_killed_driver(tmp_path):
     finally:
         driver.kill()
         driver.wait(timeout=30)
+
+
+def test_compare_at_tp2_matches_transformers(tmp_path, capsys):
+    """`zooinfer compare --tp 2`: the split model against transformers itself (float32 logits within 1e-4)."""
+    model_dir = save_tiny("llama", "gqa", tmp_path, num_key_value_heads=1)
+    assert cli.main(["compare", model_dir, "--tp", "2", "--steps", "4", "--prompt-len", "8", "--warmup", "0",
+                     "--atol", "1e-4"]) == 0
+    assert "OK" in capsys.readouterr().out
