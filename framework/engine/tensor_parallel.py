@@ -15,10 +15,11 @@ on every rank. Everything the engine does to its model goes through this one sea
   The rest of the KV bookkeeping (free lists, prefix-cache evictions, clear_cache) lives on the driver's host.
 
 Decode steps run eagerly at tp > 1 (no CUDA-graph capture): supports_cuda_graph() says so to the engine.
-Failures: a collective waiting longer than the timeout on a rank fails instead of hanging; a rank that dies or
-fails makes the step raise a one-line ZooinferError naming it and its exit code; the ranks are then stopped and
-every later step raises the same error (the ranks' state can no longer be trusted to agree). shutdown(), garbage
-collection and interpreter exit stop the workers; so does a failure while starting."""
+Failures: a collective waiting longer than the timeout on a rank fails instead of hanging (gloo raises; under
+NCCL, PyTorch's watchdog tears the process down, its default); a rank that dies or fails makes the step raise a
+one-line ZooinferError naming it and its exit code; the ranks are then stopped and every later step raises the
+same error (the ranks' state can no longer be trusted to agree). shutdown(), garbage collection and interpreter
+exit stop the workers; so does a failure while starting."""
 from __future__ import annotations
 
 import multiprocessing
