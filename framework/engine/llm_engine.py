@@ -26,11 +26,11 @@ from .model_runner import ModelRunner
 from .outputs import StepOutput
 from .request import Request
 from .sampler import Sampler
-from .tensor_parallel import TensorParallelModel, check_tensor_parallel_size
-from .tp_worker import RankPlan
 from .sampling_params import SEED_RANGE, SamplingParams
 from .scheduler import Scheduler
+from .tensor_parallel import TensorParallelModel, check_tensor_parallel_size
 from .threads import set_threads
+from .tp_worker import RankPlan
 
 log = logging.getLogger(__name__)
 
