@@ -26,6 +26,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    "per-head scales: about twice the tokens)")
     p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
                    help="run every decode step eagerly on a GPU")
+    p.add_argument("--tp", type=int, default=None, dest="tensor_parallel_size", metavar="N",
+                   help="tensor parallelism: split the model over N processes (GPUs on cuda, gloo on cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +100,7 @@ def _add_compare_parser(sub) -> None:
     comp.add_argument("--warmup", type=int, default=1, help="untimed runs of each side first")
     comp.add_argument("--seed", type=int, default=0, help="seed of the random prompts")
     comp.add_argument("--atol", type=float, default=None, help="max |logit difference| allowed (default: by dtype)")
+    comp.add_argument("--tp", type=int, default=1, metavar="N", help="zooinfer's side split over N ranks")
     comp.set_defaults(func=cmd_compare)
 
 
@@ -132,7 +135,8 @@ def cmd_bench(args) -> int:
     config = run_config(args)
     _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
                     config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
-                    args.repeat, progress=sys.stderr.isatty(), kv_cache_dtype=config.kv_cache_dtype)
+                    args.repeat, progress=sys.stderr.isatty(), kv_cache_dtype=config.kv_cache_dtype,
+                    tensor_parallel_size=config.tensor_parallel_size)
     print(text)
     return 0
 
@@ -168,15 +172,15 @@ def cmd_generate(args) -> int:
     config = run_config(args)
     params = config.sampling_params(seed=args.seed)
     from zooinfer import LLM
-    llm = LLM(**config.engine_kwargs())
-    if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
-        prompt = llm.chat_prompt(prompt)
-    if args.stream:
-        for piece in llm.stream(prompt, params):
-            print(piece, end="", flush=True)
-        print()
-    else:
-        print(llm.generate(prompt, params)[0].text)
+    with LLM(**config.engine_kwargs()) as llm:
+        if not args.raw and llm.tokenizer is not None and llm.tokenizer.chat_template:
+            prompt = llm.chat_prompt(prompt)
+        if args.stream:
+            for piece in llm.stream(prompt, params):
+                print(piece, end="", flush=True)
+            print()
+        else:
+            print(llm.generate(prompt, params)[0].text)
     return 0
 
 
@@ -220,7 +224,8 @@ def cmd_random_model(args) -> int:
 def cmd_compare(args) -> int:
     from zooinfer.tools.compare import compare
     result = compare(args.model_dir, prompt_len=args.prompt_len, batch_size=args.batch_size, steps=args.steps,
-                     dtype=args.dtype, device=args.device, warmup=args.warmup, seed=args.seed, atol=args.atol)
+                     dtype=args.dtype, device=args.device, warmup=args.warmup, seed=args.seed, atol=args.atol,
+                     tensor_parallel_size=args.tp)
     print(f"compare {args.model_dir}: {result.model_type}, {args.dtype} on {args.device}, batch {args.batch_size} x "
           f"prompt {args.prompt_len}, {args.steps} greedy steps, seed {args.seed}")
     print(result.report())

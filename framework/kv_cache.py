@@ -64,6 +64,9 @@ class KVCache:
         self._free_slots = torch.arange(num_slots, dtype=torch.int32)
         self._num_free = num_slots
         self._free_rows = list(range(max_requests - 1, -1, -1))
+        # (row, start, slots) of every write_table call, while a tensor-parallel driver keeps one: the other
+        # ranks replay them before their next step, so every rank's table stays the same.
+        self.journal: list[tuple[int, int, list[int]]] | None = None
 
     @staticmethod
     def bytes_per_token(num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
@@ -75,6 +78,14 @@ class KVCache:
     def nbytes(self) -> int:
         """Device bytes of the pool (values and scales)."""
         return sum(t.numel() * t.element_size() for t in (self.buffers, self.scales) if t is not None)
+
+    def write_table(self, row: int, start: int, slots: list[int]) -> None:
+        """Points positions [start, start + len(slots)) of table row `row` at `slots`: the table writes made
+        outside a forward (cached prefixes); forward writes the new tokens' slots itself."""
+        self.req_to_token[row, start:start + len(slots)] = torch.tensor(slots, dtype=torch.int32).to(
+            self.req_to_token.device, non_blocking=True)
+        if self.journal is not None:
+            self.journal.append((row, start, list(slots)))
 
     def layer(self, layer_num: int) -> torch.Tensor:
         return self.buffers[layer_num]

@@ -424,7 +424,9 @@ def test_stream_takes_one_prompt(text_llm):
     assert not text_llm.engine.requests
 
 
-@pytest.mark.parametrize("kwargs, culprit", [({"tensor_parallel_size": 2}, "tensor_parallel_size=2"),
+@pytest.mark.parametrize("kwargs, culprit", [({"tensor_parallel_size": 0}, "tensor_parallel_size"),
+                                             ({"tensor_parallel_size": "2"}, "tensor_parallel_size"),
+                                             ({"tensor_parallel_size": True}, "tensor_parallel_size"),
                                              ({"seed": 2**70}, "seed"),
                                              ({"enable_prefix_caching": "no"}, "enable_prefix_caching")])
 def test_engine_arguments(tiny_llama_dir, kwargs, culprit):

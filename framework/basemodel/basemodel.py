@@ -198,6 +198,14 @@ class TpPartBaseModel:
         a cached prefix or a prompt prefilled in chunks would differ from one prefill of the whole prompt."""
         return True
 
+    def on_every_rank(self, fn, *args) -> list:
+        """[fn(model, *args)] for each tensor-parallel rank's model: here the one in this process. The engine's
+        tensor-parallel driver runs fn in every rank's process (fn must then be a module-level function)."""
+        return [fn(self, *args)]
+
+    def shutdown(self) -> None:
+        """Releases what lives outside this object: nothing on one rank (see engine/tensor_parallel.py)."""
+
     # -- running -----------------------------------------------------------------------------------
     @torch.inference_mode()
     def forward(self, inp: ModelInput, all_positions: bool = False) -> torch.Tensor:

@@ -39,8 +39,7 @@ class KVManager:
         self.prefix_cache.lock(node)
         req.prefix_node, req.prefix_len, req.slot_ids, req.cached_len = node, len(slots), slots, len(slots)
         if slots:
-            self.kv_cache.req_to_token[req.row, :len(slots)] = torch.tensor(slots, dtype=torch.int32).to(
-                self.kv_cache.req_to_token.device, non_blocking=True)
+            self.kv_cache.write_table(req.row, 0, slots)
 
     def count_hit(self, req: Request) -> None:
         """Prefix-cache statistics of an admitted request (a preempted one returning is not counted again)."""
@@ -69,8 +68,7 @@ class KVManager:
             duplicates = slots[req.prefix_len:present]
             tree_slots, _ = self.prefix_cache.match(ids[:present])
             if req.row is not None:
-                self.kv_cache.req_to_token[req.row, req.prefix_len:present] = torch.tensor(
-                    tree_slots[req.prefix_len:present], dtype=torch.int32).to(self.kv_cache.req_to_token.device)
+                self.kv_cache.write_table(req.row, req.prefix_len, tree_slots[req.prefix_len:present])
             req.slot_ids[req.prefix_len:present] = tree_slots[req.prefix_len:present]
             self.kv_cache.free_slots(torch.tensor(duplicates, dtype=torch.int32))
         _, node = self.prefix_cache.match(ids)

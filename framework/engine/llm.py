@@ -51,12 +51,10 @@ class LLM:
                  gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, tensor_parallel_size: int = 1,
                  strict: bool = False, threads: int | None = None, load_format: str = "auto",
                  kv_cache_dtype: str = "auto"):
-        if tensor_parallel_size != 1:
-            raise ZooinferError(f"LLM(tensor_parallel_size={tensor_parallel_size!r}): only 1 is supported from the "
-                                f"Python API for now")
         self.engine = LLMEngine(model, device, dtype, backend, max_model_len, kv_cache_tokens, max_batch_size,
                                 max_prefill_tokens, seed, enforce_eager, gpu_memory_fraction, enable_prefix_caching,
-                                strict, threads, load_format, kv_cache_dtype=kv_cache_dtype)
+                                strict, threads, load_format, tensor_parallel_size=tensor_parallel_size,
+                                kv_cache_dtype=kv_cache_dtype)
         self._lock = threading.Lock()  # held while the engine is touched: one step at a time
         self._tracked: dict[str, _Tracked] = {}
         self._abandoned: list[str] = []  # streams dropped while the engine was busy; aborted before the next step
@@ -69,6 +67,18 @@ class LLM:
     max_model_len = property(lambda self: self.engine.max_model_len)
     device = property(lambda self: self.engine.device)
     dtype = property(lambda self: self.engine.dtype)
+
+    def shutdown(self) -> None:
+        """Stops the tensor-parallel rank processes (also done on garbage collection and at exit); later calls
+        raise. Nothing to stop on one rank."""
+        with self._lock:
+            self.engine.shutdown()
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
 
     def get_stats(self) -> dict:
         """Running and waiting requests, preemptions, KV-pool use, prefix-cache hits, CUDA-graph counters."""

@@ -29,7 +29,9 @@ from .request import Request
 from .sampler import Sampler
 from .sampling_params import SEED_RANGE, SamplingParams
 from .scheduler import Scheduler
+from .tensor_parallel import TensorParallelModel, check_tensor_parallel_size
 from .threads import set_threads
+from .tp_worker import RankPlan
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ class LLMEngine:
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int | None = None, enforce_eager: bool = False,
                  gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, strict: bool = False,
-                 threads: int | None = None, load_format: str = "auto", kv_cache_dtype: str = "auto"):
+                 threads: int | None = None, load_format: str = "auto", tensor_parallel_size: int = 1,
+                 kv_cache_dtype: str = "auto"):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens),
                             ("threads", threads)):
@@ -62,17 +65,29 @@ class LLMEngine:
         backend_class = select_backend(backend, device)  # first: it may import the runtime of a PrivateUse1 device
         self.device = parse_device(device)
         self.dtype = resolve_dtype(dtype, self.device, self.config)
-        ops = backend_class(self.device)
+        check_tensor_parallel_size(tensor_parallel_size, self.device)
         kv_dtype = kv_storage_dtype(kv_cache_dtype, self.dtype)
-        if kv_dtype == FP8 and not ops.supports_fp8_kv_cache:
-            raise ZooinferError(f"LLM(kv_cache_dtype='fp8'): backend {ops.name!r} cannot read an FP8 KV cache on "
-                                f"{self.device}; use kv_cache_dtype='auto' or another backend")
+        if kv_dtype == FP8 and not backend_class(self.device).supports_fp8_kv_cache:
+            raise ZooinferError(f"LLM(kv_cache_dtype='fp8'): backend {backend_class.name!r} cannot read an FP8 KV "
+                                f"cache on {self.device}; use kv_cache_dtype='auto' or another backend")
         on_gpu = self.device.type == "cuda"
         size_from_memory = on_gpu and kv_cache_tokens is None
-        self.model = model_class(self.model_dir, self.config, ops, self.dtype,
-                                 kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
-                                 max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict,
-                                 load_format=load_format, kv_cache_dtype=kv_dtype)
+        plan = RankPlan(model_class, backend_class, str(self.model_dir), self.config, self.dtype, self.device,
+                        tensor_parallel_size, threads, dict(
+                            kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
+                            max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict,
+                            load_format=load_format, kv_cache_dtype=kv_dtype))
+        self.model = plan.build(0) if tensor_parallel_size == 1 else TensorParallelModel(plan)
+        try:
+            self._init_scheduling(max_batch_size, max_prefill_tokens, seed, enforce_eager, gpu_memory_fraction,
+                                  enable_prefix_caching, size_from_memory)
+        except BaseException:
+            self.model.shutdown()  # no rank process outlives a failed start
+            raise
+
+    def _init_scheduling(self, max_batch_size, max_prefill_tokens, seed, enforce_eager, gpu_memory_fraction,
+                         enable_prefix_caching, size_from_memory) -> None:
+        on_gpu = self.device.type == "cuda"
         self.max_model_len = self.model.max_seq_len
         if size_from_memory:
             warm_len = min(max_prefill_tokens, self.max_model_len - 1)
@@ -254,9 +269,13 @@ class LLMEngine:
         if enabled and self.graphs is None:
             raise ZooinferError(f"CUDA graphs need a CUDA device; this LLM runs on {self.device}" if self.device.type
                                 != "cuda" else f"the {self.config['model_type']} model cannot replay CUDA graphs "
-                                "with this config: its steps depend on host state")
+                                "as configured: its steps depend on host state, or it is split over ranks")
         if self.graphs is not None:
             self.graphs.enabled = enabled
+
+    def shutdown(self) -> None:
+        """Stops the model's rank processes (tensor parallelism); later steps raise. A no-op on one rank."""
+        self.model.shutdown()
 
     def clear_cache(self) -> None:
         """Drops every captured CUDA graph and every prefix no request is using."""

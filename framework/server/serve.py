@@ -56,5 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the handler it found; a graceful
     # stop is a success, so that handler does nothing and the command exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server.run()
+    try:
+        server.run()  # its lifespan has stopped the engine loop when it returns
+    finally:
+        engine.shutdown()  # tensor-parallel ranks
     return 0

@@ -9,7 +9,7 @@ from zooinfer.errors import ZooinferError
 # The LLM(...) keyword arguments an InferConfig carries; the remaining fields are sampling defaults.
 ENGINE_FIELDS = ("model", "device", "dtype", "backend", "max_model_len", "kv_cache_tokens", "max_batch_size",
                  "max_prefill_tokens", "seed", "enforce_eager", "gpu_memory_fraction", "threads",
-                 "enable_prefix_caching", "kv_cache_dtype")
+                 "enable_prefix_caching", "kv_cache_dtype", "tensor_parallel_size")
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
@@ -30,6 +30,7 @@ class InferConfig:
     threads: int | None = None
     enable_prefix_caching: bool = True
     kv_cache_dtype: str = "auto"  # "fp8": an e4m3 KV pool with per-token, per-head scales (about twice the tokens)
+    tensor_parallel_size: int = 1
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 0
@@ -59,7 +60,7 @@ class InferConfig:
             ("top_p", is_num(self.top_p) and 0 < self.top_p <= 1, "a number in (0, 1]"),
             ("repetition_penalty", is_num(self.repetition_penalty) and self.repetition_penalty > 0, "a number > 0"),
         ]
-        for name in ("max_batch_size", "max_prefill_tokens", "max_new_tokens"):
+        for name in ("max_batch_size", "max_prefill_tokens", "max_new_tokens", "tensor_parallel_size"):
             checks.append((name, is_int(getattr(self, name)) and getattr(self, name) >= 1, "an integer >= 1"))
         for name in ("max_model_len", "kv_cache_tokens", "threads"):
             value = getattr(self, name)

@@ -120,7 +120,7 @@ def sweep(llm, cases: list[BenchCase], progress: bool = True, repeat: int = 1) -
 
 def build_llm(model: str | None, cases: list[BenchCase], device: str = "cpu", dtype: str = "auto",
               backend: str | None = None, skip_load: bool = False, threads: int | None = None, enforce_eager=False,
-              kv_cache_dtype: str = "auto"):
+              kv_cache_dtype: str = "auto", tensor_parallel_size: int = 1):
     """An engine able to run every case: batch and prefill limits from the largest, the KV pool on a CPU too."""
     from zooinfer.engine.llm import LLM
 
@@ -129,6 +129,7 @@ def build_llm(model: str | None, cases: list[BenchCase], device: str = "cpu", dt
     # Prefix caching off: repeated runs of a case must compute their prompts, not reuse them.
     llm_kwargs = dict(device=device, dtype=dtype, backend=backend, threads=threads, enforce_eager=enforce_eager,
                       enable_prefix_caching=False, kv_cache_dtype=kv_cache_dtype,
+                      tensor_parallel_size=tensor_parallel_size,
                       load_format="random" if skip_load else "auto", max_batch_size=max(c.batch for c in cases),
                       max_prefill_tokens=min(max(c.batch * c.input_len for c in cases), 16384))
     llm = LLM(model, kv_cache_tokens=None if on_gpu else max(c.batch * (c.input_len + c.output_len) for c in cases),
@@ -162,7 +163,8 @@ def as_records(cases: list[BenchCase]) -> list[dict]:
 def bench(model: str | None, batch_size="1", input_len="32", output_len="16", device: str = "cpu",
           dtype: str = "auto", backend: str | None = None, skip_load: bool = False, threads: int | None = None,
           enforce_eager: bool = False, out: str | None = None, plot: str | None = None,
-          repeat: int = 2, progress: bool = True, kv_cache_dtype: str = "auto") -> tuple[list[BenchCase], str]:
+          repeat: int = 2, progress: bool = True, kv_cache_dtype: str = "auto",
+          tensor_parallel_size: int = 1) -> tuple[list[BenchCase], str]:
     """The whole `zooinfer bench` command: returns the cases and the text to print (files written as asked)."""
     from zooinfer.tools.output import markdown_table, out_dir, write_records
     from zooinfer.tools.plots import bench_plots
@@ -178,20 +180,20 @@ def bench(model: str | None, batch_size="1", input_len="32", output_len="16", de
         if is_shape_file(model):  # a shape has no weights to read: its config.json alone, random weights
             path, skip_load = str(shape_dir(model, Path(work) / "config")), True
         llm = build_llm(path, plan(*sizes, 1), device, dtype, backend, skip_load, threads, enforce_eager,
-                        kv_cache_dtype)
+                        kv_cache_dtype, tensor_parallel_size)
     cases = sweep(llm, plan(*sizes, llm.model.kv_bytes_per_token()), progress, repeat)
     dtype_name = str(llm.dtype).removeprefix("torch.")
     weights = "random weights" if llm.model.load_format == "random" else "checkpoint weights"
     kv_dtype = str(llm.model.kv_cache.dtype).removeprefix("torch.")
     title = (f"zooinfer bench {label(model)}: {llm.config['model_type']}, {dtype_name} on {llm.device}, "
-             f"{kv_dtype} KV cache, "
-             f"{weights}, backend {llm.model.ops.name}, {torch.get_num_threads()} threads")
+             f"{kv_dtype} KV cache, {weights}, backend {llm.model.ops.name}, {torch.get_num_threads()} threads"
+             + (f", tensor parallel over {tensor_parallel_size} ranks" if tensor_parallel_size > 1 else ""))
     text = f"{title}\n\n{markdown_table(HEADER, table(cases))}"
     records = as_records(cases)
     meta = {"model": label(model), "model_type": llm.config["model_type"], "dtype": dtype_name,
             "device": str(llm.device), "backend": llm.model.ops.name, "random_weights": weights == "random weights",
             "threads": torch.get_num_threads(), "kv_cache_dtype": kv_dtype,
-            "kv_bytes_per_token": llm.model.kv_bytes_per_token()}
+            "kv_bytes_per_token": llm.model.kv_bytes_per_token(), "tensor_parallel_size": tensor_parallel_size}
     written = []
     if out_path:
         write_records(records, out_path / "bench.csv", out_path / "bench.json", meta)

@@ -140,7 +140,8 @@ def check_transformers_knows(model_type: str, config_path) -> None:
 
 
 def compare(model_dir: str, prompt_len: int = 16, batch_size: int = 2, steps: int = 8, dtype: str = "float32",
-            device: str = "cpu", warmup: int = 1, seed: int = 0, atol: float | None = None) -> Comparison:
+            device: str = "cpu", warmup: int = 1, seed: int = 0, atol: float | None = None,
+            tensor_parallel_size: int = 1) -> Comparison:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -157,19 +158,19 @@ def compare(model_dir: str, prompt_len: int = 16, batch_size: int = 2, steps: in
     check_transformers_knows(config["model_type"], path / "config.json")
     dev = parse_device(device)
     torch_dtype = resolve_dtype(dtype, dev, config)
-    llm = LLM(str(path), device=str(dev), dtype=str(torch_dtype).removeprefix("torch."),
-              max_batch_size=batch_size, kv_cache_tokens=batch_size * (prompt_len + steps))
-    if prompt_len + steps > llm.max_model_len:
-        raise ZooinferError(f"--prompt-len {prompt_len} + --steps {steps} exceeds the model's context length "
-                            f"of {llm.max_model_len} tokens")
+    with LLM(str(path), device=str(dev), dtype=str(torch_dtype).removeprefix("torch."),
+             max_batch_size=batch_size, kv_cache_tokens=batch_size * (prompt_len + steps),
+             tensor_parallel_size=tensor_parallel_size) as llm:
+        if prompt_len + steps > llm.max_model_len:
+            raise ZooinferError(f"--prompt-len {prompt_len} + --steps {steps} exceeds the model's context length "
+                                f"of {llm.max_model_len} tokens")
+        generator = torch.Generator().manual_seed(seed)
+        prompts = torch.randint(0, llm.model.vocab_size, (batch_size, prompt_len), generator=generator).tolist()
+        for _ in range(warmup):
+            zooinfer_greedy(llm.model, prompts, steps)
+        ours = zooinfer_greedy(llm.model, prompts, steps)
     hf_logging.disable_progress_bar()
     hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False).to(dev).eval()
-
-    generator = torch.Generator().manual_seed(seed)
-    prompts = torch.randint(0, llm.model.vocab_size, (batch_size, prompt_len), generator=generator).tolist()
-    for _ in range(warmup):
-        zooinfer_greedy(llm.model, prompts, steps)
-    ours = zooinfer_greedy(llm.model, prompts, steps)
     tokens = ours.tokens
     for _ in range(warmup):
         transformers_forced(hf_model, prompts, tokens, dev)

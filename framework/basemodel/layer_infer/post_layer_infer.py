@@ -1,4 +1,5 @@
 import torch
+import torch.distributed as dist
 
 from .base_layer_infer import BaseLayerInfer
 
@@ -14,5 +15,15 @@ class PostLayerInfer(BaseLayerInfer):
         return self.token_forward(x.index_select(0, last.long()), state, weight)
 
     def token_forward(self, x, state, weight):
-        logits = self.ops.linear(self._norm(x, weight), weight.lm_head)
+        logits = self._lm_head(self._norm(x, weight), weight.lm_head)
         return logits.float() if logits.dtype != torch.float32 else logits
+
+    def _lm_head(self, x, lm_head):
+        """The vocab-parallel lm_head: each rank computes its vocab slice, every rank gathers all of them; the
+        padding rows past vocab_size are cut off, so they are never sampled."""
+        logits = self.ops.linear(x, lm_head)
+        if self.world_size == 1:
+            return logits
+        parts = [torch.empty_like(logits) for _ in range(self.world_size)]
+        dist.all_gather(parts, logits)
+        return torch.cat(parts, dim=-1)[:, :self.network_config["vocab_size"]]

@@ -1,7 +1,7 @@
 """Weight objects that know their checkpoint names, full shapes, tensor-parallel split and fused layout."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -14,13 +14,20 @@ class TensorSpec:
     (transpose, rows, or one a plugin adds) applied with `transform_args` as the tensor is read; `shape` is the
     shape after it. Several specs may read one checkpoint tensor (a fused tensor taken apart with "rows").
     `kv_heads` marks a key/value projection split by heads: with fewer heads than ranks each rank gets a copy
-    of the heads it shares (see _rank_slice)."""
+    of the heads it shares (see _rank_slice). `vocab` marks rows that are the vocabulary (embedding, lm_head):
+    each rank holds ceil(V / tp) contiguous rows, the last rank's padded with zero rows."""
     hf_name: str
     shape: tuple
     split_dim: int | None = None
     transform: str | None = None
     transform_args: tuple = ()
     kv_heads: bool = False
+    vocab: bool = False
+
+
+def vocab_rows_per_rank(vocab_size: int, world_size: int) -> int:
+    """Rows of a vocab-parallel slice: the vocabulary padded up to a multiple of the ranks, divided by them."""
+    return -(-vocab_size // world_size)
 
 
 def weight_and_bias(attr: str, hf_prefix: str, shape: tuple, split_dim: int | None = None) -> dict:
@@ -34,13 +41,17 @@ class BaseLayerWeight:
     """Subclasses implement `tensor_specs()`: attribute name -> specs whose rank slices are concatenated
     along dim 0 into that attribute (one spec for a plain tensor, several for a fused one like qkv)."""
 
+    # Attributes whose rows are the vocabulary: split across ranks in vocab slices, whatever the family's specs say.
+    vocab_parallel: tuple[str, ...] = ()
+
     def __init__(self, config: dict, tp_rank: int, world_size: int, dtype: torch.dtype, device: torch.device):
         self.config = config
         self.tp_rank = tp_rank
         self.world_size = world_size
         self.dtype = dtype
         self.device = device
-        self._specs = self.tensor_specs()
+        self._specs = {attr: [replace(spec, split_dim=0, vocab=True) for spec in specs]
+                       if attr in self.vocab_parallel else specs for attr, specs in self.tensor_specs().items()}
         self._by_name: dict[str, list[tuple[str, int]]] = {}  # checkpoint name -> (attribute, index) reading it
         for attr, specs in self._specs.items():
             for i, spec in enumerate(specs):
@@ -100,6 +111,10 @@ class BaseLayerWeight:
             return tensor
         if spec.kv_heads:
             return self._kv_head_slice(tensor, spec.split_dim)
+        if spec.vocab:
+            rows = vocab_rows_per_rank(tensor.shape[0], self.world_size)
+            part = tensor[self.tp_rank * rows:(self.tp_rank + 1) * rows]
+            return torch.nn.functional.pad(part, (0, 0) * (part.dim() - 1) + (0, rows - part.shape[0]))
         return tensor.chunk(self.world_size, dim=spec.split_dim)[self.tp_rank]
 
     def _kv_head_slice(self, tensor: torch.Tensor, split_dim: int) -> torch.Tensor:

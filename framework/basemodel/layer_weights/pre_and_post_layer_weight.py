@@ -4,10 +4,13 @@ from .base_layer_weight import BaseLayerWeight, TensorSpec
 class PreAndPostLayerWeight(BaseLayerWeight):
     """Embedding, final norm and lm_head: the weights outside the repeated layers. The layer-infer templates
     read `embed_tokens` and `lm_head`; with tie_word_embeddings the checkpoint holds no lm_head and the
-    embedding serves as both (set the family's transformers default for the key in _init_config)."""
+    embedding serves as both (set the family's transformers default for the key in _init_config). Both are
+    vocab-parallel: each rank holds a contiguous slice of the vocabulary (see the pre and post layer-infer)."""
+
+    vocab_parallel = ("embed_tokens", "lm_head")
 
     def lm_head_specs(self, hf_name: str = "lm_head.weight") -> dict[str, list[TensorSpec]]:
-        """The lm_head spec, or none when it is tied to the embedding. Replicated on every rank."""
+        """The lm_head spec, or none when it is tied to the embedding."""
         c = self.config
         if c.get("tie_word_embeddings"):
             return {}
@@ -20,8 +23,7 @@ class PreAndPostLayerWeight(BaseLayerWeight):
 
 
 class DecoderPreAndPostLayerWeight(PreAndPostLayerWeight):
-    """The llama-like layout: `model.embed_tokens`, final `model.norm`, and `lm_head` (unless tied); the embedding
-    and lm_head are replicated on every rank."""
+    """The llama-like layout: `model.embed_tokens`, final `model.norm`, and `lm_head` (unless tied)."""
 
     def tensor_specs(self):
         c = self.config

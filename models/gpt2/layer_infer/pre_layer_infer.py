@@ -5,5 +5,5 @@ class GPT2PreLayerInfer(PreLayerInfer):
     """Token embedding plus the learned absolute position embedding (wpe) of each new token."""
 
     def context_forward(self, input_ids, state, weight):
-        x = self.ops.embedding(input_ids, weight.embed_tokens)
+        x = self._embed(input_ids, weight.embed_tokens)
         return x.add_(self.ops.embedding(state.position_ids, weight.wpe))
