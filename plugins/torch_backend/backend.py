@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from zooinfer.ops import Ops
 
+from .cpu_linear import CpuDecodeLinear
+
 
 class TorchBackend(Ops):
     name = "torch"
@@ -19,6 +21,10 @@ class TorchBackend(Ops):
         # initialising a device
         module = getattr(torch, device_type, None)
         return device_type in cls.device_types and (device_type == "cpu" or bool(module and module.is_available()))
+
+    def __init__(self, device):
+        super().__init__(device)
+        self._cpu_decode_linear = CpuDecodeLinear()
 
     def embedding(self, ids, weight):
         return F.embedding(ids, weight)
@@ -93,13 +99,8 @@ class TorchBackend(Ops):
         return self.linear(self.silu_and_mul(self.linear(x, w13)), w2)
 
     def linear(self, x, weight, bias=None):
-        if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= 16:
-            # Decode on the CPU: MKL streams the weight about twice as fast as weight @ x.T than as x @ weight.T
-            # for 2-16 rows of x, and one row runs best as two, so a lone row is doubled. Both x and the result
-            # are kept row-major: a transposed one would send the next matmul down MKL's slow path.
-            rows = x.contiguous() if x.shape[0] > 1 else x.expand(2, -1).contiguous()
-            out = torch.mm(weight, rows.t()).t()[: x.shape[0]].contiguous()
-            return out if bias is None else out.add_(bias)
+        if self._cpu_decode_linear.handles(x, weight):
+            return self._cpu_decode_linear(x, weight, bias)
         return F.linear(x, weight, bias)
 
     def quantized_linear(self, x, weight, bias=None):
@@ -110,7 +111,7 @@ class TorchBackend(Ops):
 
     def _gather_kv(self, kv_cache, req_to_token, req_idx, length, n_rep):
         """Keys and values of one request's first `length` positions, expanded to the query heads."""
-        kv = kv_cache[req_to_token[req_idx, :length].long()]  # [length, 2Hk, D]
+        kv = kv_cache.index_select(0, req_to_token[req_idx, :length].long())  # [length, 2Hk, D]
         k, v = kv.chunk(2, dim=1)
         return k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
 
@@ -144,7 +145,8 @@ class TorchBackend(Ops):
                         sliding_window=None, softcap=None):
         # One batched pass padded to max_len: no per-request loop and no host sync in the decode step.
         slots = req_to_token[b_req_idx.long(), :max_len].long()  # [B, L]; entries past a request's length are stale
-        kv = kv_cache[slots]
+        # index_select copies whole rows: on the CPU 4-5x faster than the same gather as kv_cache[slots]
+        kv = kv_cache.index_select(0, slots.flatten()).view(*slots.shape, *kv_cache.shape[1:])
         rel = torch.arange(max_len, device=q.device)[None, :] - (b_seq_len.long() - 1)[:, None]  # key - query position
         future = rel > 0
         if sliding_window is not None:  # keys that slid out of the window are masked like future ones
