@@ -45,3 +45,11 @@ def test_batched_rows_use_one_reordered_copy_per_weight():
     assert len(ops._cpu_decode_linear._packed) == len(weights)
     del weights, weight
     assert len(ops._cpu_decode_linear._packed) == 0  # the copies go with their weights
+
+
+def test_a_weight_made_inside_inference_mode_is_used_as_it_is():
+    ops = TorchBackend(torch.device("cpu"))
+    with torch.inference_mode():
+        x, weight = torch.randn(8, 64), torch.randn(32, 64)
+        torch.testing.assert_close(ops.linear(x, weight), exact(x, weight, None), rtol=0, atol=1e-4)
+    assert len(ops._cpu_decode_linear._packed) == 0

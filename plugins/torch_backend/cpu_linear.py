@@ -35,7 +35,8 @@ class CpuDecodeLinear:
 
     def __call__(self, x, weight, bias=None):
         rows = x.shape[0]
-        if rows > MKL_ROWS and self._onednn and x.dtype == weight.dtype == torch.float32:
+        # An inference tensor is a weight made inside the forward (dequantized on the fly): used once, not reordered.
+        if rows > MKL_ROWS and self._onednn and x.dtype == weight.dtype == torch.float32 and not weight.is_inference():
             padded = F.pad(x, (0, 0, 0, MIN_PACKED_ROWS - rows)) if rows < MIN_PACKED_ROWS else x.contiguous()
             out = torch.ops.mkldnn._linear_pointwise(padded, self._reordered(weight), bias, "none", [], "")
             return out[:rows]
