@@ -1,11 +1,19 @@
-"""zooinfer against transformers generate on the CPU, same model, same run: batch-1 decode and a batch of 8.
+"""CPU decode in one run: transformers float32, zooinfer float32, zooinfer with each quantization, and llama.cpp on
+the same GGUF (when llama_cpp is importable), batch 1 and 8, on the same prompts and the same threads.
 
-Usage: python benchmarks/cpu_generate.py [--model smollm2] [--prompt-len 32] [--new-tokens 64] [--repeat 3]
-       [--threads 2]
+Usage: python benchmarks/cpu_generate.py [--model PATH] [--prompt-len 128] [--new-tokens 64] [--repeat 3]
+       [--threads 2] [--quantization int8 int4 ...] [--gguf FILE.gguf] [--batch-sizes 1 8]
+
+With no --quantization every registered quantization is timed. "% of limit" divides decode steps per second by
+the weights-read limit: the bytes of weights one step reads (quantized weights count their own bytes; the
+embedding table only where it is also the lm_head) over the CPU's read bandwidth, measured in the same run as a
+sum over a 1 GiB buffer.
 """
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -21,11 +29,33 @@ def read_bandwidth(gib: float = 1.0) -> float:
     return x.numel() * 4 / seconds
 
 
+def step_weight_bytes(model) -> int:
+    """Bytes of weights one zooinfer decode step reads: every layer's, the final norm's and the lm_head's, a
+    quantized weight by its own tensors; the embedding table only where it is also the lm_head."""
+    seen, total = set(), 0
+    pre_post = model.pre_post_weight
+    for holder in [pre_post, *model.trans_layers_weight]:
+        for name, value in vars(holder).items():
+            if holder is pre_post and "embed" in name and value is not getattr(pre_post, "lm_head", None):
+                continue
+            if isinstance(value, torch.Tensor):
+                tensors = [value]
+            elif hasattr(value, "qweight"):  # a QuantizedWeight: its integers, scales and mins
+                tensors = [t for t in (value.qweight, value.scales, getattr(value, "mins", None)) if t is not None]
+            else:
+                continue
+            for t in tensors:
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    total += t.numel() * t.element_size()
+    return total
+
+
 def zooinfer_rates(llm, prompts, new_tokens, repeat):
     def run(n):
         return lambda: llm.generate(prompt_token_ids=prompts, sampling_params=SamplingParams(
             max_new_tokens=n, temperature=0, ignore_eos=True))
-    run(new_tokens)()  # warm-up
+    run(new_tokens)()  # warm-up (and the oneDNN weight reordering of batched decode)
     prefill = timed(run(1), repeat)
     total = timed(run(new_tokens), repeat)
     return len(prompts) * (new_tokens - 1) / (total - prefill), len(prompts) * len(prompts[0]) / prefill
@@ -45,35 +75,106 @@ def hf_rates(model, prompts, new_tokens, repeat):
     return len(prompts) * (new_tokens - 1) / (total - prefill), len(prompts) * len(prompts[0]) / prefill
 
 
+def llama_cpp_rates(gguf, prompt, new_tokens, repeat, threads):
+    """llama.cpp's batch-1 greedy decode and prefill of one prompt (its Python API runs one sequence)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf), n_ctx=len(prompt) + new_tokens + 8, n_batch=len(prompt), n_threads=threads,
+                n_threads_batch=threads, verbose=False)
+
+    def run(n):
+        def go():
+            llm.reset()
+            for i, _ in enumerate(llm.generate(prompt, top_k=1, temp=0.0, reset=True)):
+                if i + 1 >= n:
+                    break
+        return go
+    run(new_tokens)()
+    prefill = timed(run(1), repeat)
+    total = timed(run(new_tokens), repeat)
+    return (new_tokens - 1) / (total - prefill), len(prompt) / prefill
+
+
+def registered_quantizations() -> list[str]:
+    try:
+        from zooinfer.plugin_manager import quantization_registry
+    except ImportError:  # a zooinfer without quantization support
+        return []
+    return list(quantization_registry().names())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None)
-    ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for both sides (BENCHMARKS.md used 2 on an "
-                    "idle machine; LLM's own default is half the CPUs)")
+    ap.add_argument("--threads", type=int, default=2, help="torch (and llama.cpp) threads for every engine")
+    ap.add_argument("--quantization", nargs="*", default=None, help="zooinfer quantizations to time (default: all)")
+    ap.add_argument("--gguf", default=None, help="the GGUF llama.cpp runs (default: the default model's Q4_1)")
     args = ap.parse_args()
+    quantizations = registered_quantizations() if args.quantization is None else args.quantization
 
     # threads is process-wide: transformers runs with it too. Prefix caching off: each timed run computes its prompts.
     llm = LLM(args.model, dtype="float32", threads=args.threads, enable_prefix_caching=False)
-    hf = AutoModelForCausalLM.from_pretrained(llm.model_dir, dtype=torch.float32, trust_remote_code=False).eval()
-    weight_bytes = sum(p.numel() * p.element_size() for p in hf.parameters())  # tied weights counted once
-    limit = read_bandwidth() / weight_bytes  # decode steps per second if each reads every weight once
+    model_dir, vocab = llm.model_dir, llm.model.vocab_size
     gen = torch.Generator().manual_seed(0)
+    prompts = {b: torch.randint(100, vocab, (b, args.prompt_len), generator=gen).tolist() for b in args.batch_sizes}
+    bandwidth = read_bandwidth()
+    results = {}  # (engine, batch) -> (decode tok/s, prefill tok/s, weight bytes a step reads)
+
+    def measure(name, engine):
+        weight_bytes = step_weight_bytes(engine.model)
+        for b in args.batch_sizes:
+            results[name, b] = (*zooinfer_rates(engine, prompts[b], args.new_tokens, args.repeat), weight_bytes)
+
+    measure("zooinfer float32", llm)
+    del llm
+    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    hf_bytes = sum(p.numel() * p.element_size() for p in hf.parameters())  # tied: counted once, as the lm_head
+    for b in args.batch_sizes:
+        results["transformers float32", b] = (*hf_rates(hf, prompts[b], args.new_tokens, args.repeat), hf_bytes)
+    del hf
+    for name in quantizations:
+        gc.collect()
+        measure(f"zooinfer {name}", LLM(args.model, dtype="float32", threads=args.threads,
+                                        enable_prefix_caching=False, quantization=name))
+    llama_note = llama_cpp_row(args, prompts, results)
+
     rows = []
-    for batch in args.batch_sizes:
-        prompts = torch.randint(100, llm.model.vocab_size, (batch, args.prompt_len), generator=gen).tolist()
-        z_decode, z_prefill = zooinfer_rates(llm, prompts, args.new_tokens, args.repeat)
-        h_decode, h_prefill = hf_rates(hf, prompts, args.new_tokens, args.repeat)
-        bound = limit * batch
-        rows.append([batch, z_decode, h_decode, f"{z_decode / h_decode:.2f}x", f"{100 * z_decode / bound:.0f}%",
-                     f"{100 * h_decode / bound:.0f}%", z_prefill, h_prefill])
-    print_table(f"decode tokens/s, {args.prompt_len}-token prompts, {args.new_tokens} new tokens, float32, "
-                f"{weight_bytes / 1e6:.0f} MB of weights, weights-read limit {limit:.1f} steps/s",
-                ["batch", "zooinfer tok/s", "HF tok/s", "speed-up", "zooinfer % of limit", "HF % of limit",
-                 "zooinfer prefill tok/s", "HF prefill tok/s"], rows)
+    names = ["transformers float32"] + [name for name, _ in results if name != "transformers float32"]
+    for b in args.batch_sizes:
+        base = results["transformers float32", b][0]
+        for name in dict.fromkeys(names):
+            if (name, b) in results:
+                decode, prefill, weight_bytes = results[name, b]
+                limit = bandwidth / weight_bytes * b  # tokens/s if each step read every weight once at full speed
+                rows.append([b, name, decode, f"{decode / base:.2f}x", f"{weight_bytes / 1e6:.0f}",
+                             f"{100 * decode / limit:.0f}%", prefill])
+    print_table(f"decode tokens/s on the CPU, {model_dir.name}, {args.prompt_len}-token prompts, {args.new_tokens} "
+                f"new tokens; read bandwidth {bandwidth / 1e9:.1f} GB/s; load average {os.getloadavg()[0]:.1f}"
+                f"{llama_note}",
+                ["batch", "engine", "decode tok/s", "vs transformers float32", "weight MB a step reads",
+                 "% of weights-read limit", "prefill tok/s"], rows)
+
+
+def llama_cpp_row(args, prompts, results) -> str:
+    """Times llama.cpp at batch 1 on the GGUF, or says why not (the table's title carries the note)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return "; llama.cpp not timed (llama_cpp is not importable)"
+    from zooinfer.model_source import default_gguf
+
+    gguf = args.gguf or (default_gguf() if args.model is None else None)
+    if gguf is None:
+        return "; llama.cpp not timed (give --gguf)"
+    decode, prefill = llama_cpp_rates(gguf, prompts[1][0] if 1 in prompts else prompts[min(prompts)][0],
+                                      args.new_tokens, args.repeat, args.threads)
+    # its weights: the GGUF file, whose few MB of vocabulary and metadata a step does not read
+    results["llama.cpp " + os.path.basename(str(gguf)), 1] = (decode, prefill, os.path.getsize(gguf))
+    return f"; llama.cpp {llama_cpp.__version__} on {os.path.basename(str(gguf))}"
 
 
 if __name__ == "__main__":
