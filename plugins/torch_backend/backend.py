@@ -1,6 +1,8 @@
 """The reference backend: every op in plain PyTorch, on any device. Kept obviously right; others test against it."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -148,9 +150,12 @@ class TorchBackend(Ops):
     def token_attention(self, q, kv_cache, req_to_token, b_req_idx, b_seq_len, max_len, scale, alibi_slopes=None,
                         sliding_window=None, softcap=None):
         # One batched pass padded to max_len: no per-request loop and no host sync in the decode step.
-        slots, rel, future, any_future = self._decode_index.get(
-            (req_to_token, b_req_idx, b_seq_len), (max_len, sliding_window),
-            lambda: self._token_index(req_to_token, b_req_idx, b_seq_len, max_len, sliding_window))
+        index = functools.partial(self._token_index, req_to_token, b_req_idx, b_seq_len, max_len, sliding_window)
+        # Remembered on the CPU only: a CUDA graph captured after an eager warm-up on the same buffers would bake
+        # in the warm-up's indexes.
+        slots, rel, future, any_future = (self._decode_index.get((req_to_token, b_req_idx, b_seq_len),
+                                                                 (max_len, sliding_window), index)
+                                          if q.device.type == "cpu" else index())
         # index_select copies whole rows: on the CPU 4-5x faster than the same gather as kv_cache[slots]
         kv = kv_cache.index_select(0, slots.flatten()).view(*slots.shape, *kv_cache.shape[1:])
         padded = softcap is not None or any_future
