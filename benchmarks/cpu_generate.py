@@ -7,7 +7,8 @@ Usage: python benchmarks/cpu_generate.py [--model PATH] [--prompt-len 128] [--ne
 With no --quantization every registered quantization is timed. "% of limit" divides decode steps per second by
 the weights-read limit: the bytes of weights one step reads (quantized weights count their own bytes; the
 embedding table only where it is also the lm_head) over the CPU's read bandwidth, measured in the same run as a
-sum over a 1 GiB buffer.
+sum over a 1 GiB buffer. llama.cpp: `pip install llama-cpp-python diskcache` (PyPI has only its source; the
+build took 43 minutes at low priority on the shared 2-core machine).
 """
 from __future__ import annotations
 
