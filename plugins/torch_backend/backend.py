@@ -45,8 +45,8 @@ class TorchBackend(Ops):
         return F.layer_norm(summed, weight.shape, weight, bias, eps), summed
 
     def rotary(self, q, k, cos, sin):
-        c, s = cos[:, None, :].to(q.dtype), sin[:, None, :].to(q.dtype)
         for x in _heads_side_by_side(q, k) or (q, k):
+            c, s = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)
             x1, x2 = x.chunk(2, dim=-1)  # views: the halves are updated in place
             x1_sin = x1 * s
             x1.mul_(c).sub_(x2 * s)  # x1 cos - x2 sin

@@ -6,7 +6,7 @@ for a few rows of x (measured with benchmarks/cpu_decode_profile.py and BENCHMAR
 - 3 to 16 rows (batched decode): MKL's small-M kernels stop being memory-bound (about 7 GB/s of weight on one
   core), while oneDNN on a weight reordered once into its blocked layout keeps streaming at 13-18 GB/s; it
   needs at least 4 rows to do so, so 3 are padded with a zero row. The reordered copy is made the first
-  time a weight meets a batch, kept while the weight lives, and made again if the weight is changed in place:
+  time a weight meets 3 rows or more, kept while the weight lives, and made again if the weight is changed in place:
   it costs a second copy of the weights in memory.
 """
 from __future__ import annotations
