@@ -112,6 +112,17 @@ def test_tp2_prefix_caching_and_preemption_match_tp1(tmp_path):
     assert_same(*results)
 
 
+def test_tp2_fp8_kv_cache_matches_tp1(tmp_path):
+    """Every rank quantizes its own heads' keys and values with per-head scales: the tp=1 FP8 pool's values."""
+    model_dir = save_tiny("llama", "gqa", tmp_path)
+    runs = []
+    for tp in (1, 2):
+        with LLM(model_dir, tensor_parallel_size=tp, kv_cache_dtype="fp8", **ENGINE) as llm:
+            assert llm.get_stats()["kv_cache"]["dtype"] == "float8_e4m3fn"
+            runs.append(tokens_and_logprobs(llm.generate(prompt_token_ids=PROMPTS, sampling_params=GREEDY)))
+    assert_same(*runs)
+
+
 def test_killed_rank_is_named_and_the_engine_refuses_further_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(tensor_parallel, "COLLECTIVE_TIMEOUT_S", 20.0)  # a backstop: a dead peer fails at once
     model_dir = save_tiny("llama", "gqa", tmp_path)
