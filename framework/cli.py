@@ -20,6 +20,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None,
                    help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
+    p.add_argument("--quantization", default=None, help="weight-only quantization: int8 (per channel), int4 "
+                   "(groups of 32), int4-g128, or one a plugin registers (default: none, float weights)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
     p.add_argument("--no-cuda-graph", action="store_const", const=True, dest="enforce_eager",
                    help="run every decode step eagerly on a GPU")
@@ -129,7 +131,7 @@ def cmd_bench(args) -> int:
     config = run_config(args)
     _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
                     config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
-                    args.repeat, progress=sys.stderr.isatty())
+                    args.repeat, progress=sys.stderr.isatty(), quantization=config.quantization)
     print(text)
     return 0
 
@@ -178,21 +180,23 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from zooinfer.plugin_manager import (backend_registry, model_registry, op_registry, task_registry,
-                                         weight_transform_registry)
+    from zooinfer.plugin_manager import (backend_registry, model_registry, op_registry, quantization_registry,
+                                         task_registry, weight_transform_registry)
     # Backends are imported (their devices, priority and overridden ops are facts of the class); the rest only
     # located unless --check, so that listing stays fast.
     listing = {"models": [_describe(e, args.check) for e in model_registry().entries()],
                "backends": [_describe(e, True, _backend_facts) for e in backend_registry().entries()],
                "tasks": [_describe(e, args.check) for e in task_registry().entries()],
                "ops": [_describe(e, args.check) for e in op_registry().entries()],
-               "weight_transforms": [_describe(e, args.check) for e in weight_transform_registry().entries()]}
+               "weight_transforms": [_describe(e, args.check) for e in weight_transform_registry().entries()],
+               "quantizations": [_describe(e, args.check) for e in quantization_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
     for title, entries in (("model types", listing["models"]), ("backends", listing["backends"]),
                            ("tasks", listing["tasks"]), ("plugin ops", listing["ops"]),
-                           ("weight transforms", listing["weight_transforms"])):
+                           ("weight transforms", listing["weight_transforms"]),
+                           ("quantizations", listing["quantizations"])):
         if not entries:
             continue  # no plugin op installed is the usual case
         print(f"{title}:")

@@ -15,6 +15,7 @@ import torch
 from zooinfer.errors import ZooinferError
 from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
+from zooinfer.quantization import get_quantization
 
 from .cuda_graph import CudaGraphRunner, graph_stats
 from .detokenizer import Detokenizer
@@ -38,7 +39,7 @@ class LLMEngine:
                  max_model_len: int | None = None, kv_cache_tokens: int | None = None, max_batch_size: int = 64,
                  max_prefill_tokens: int = 8192, seed: int | None = None, enforce_eager: bool = False,
                  gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, strict: bool = False,
-                 threads: int | None = None, load_format: str = "auto"):
+                 threads: int | None = None, load_format: str = "auto", quantization: str | None = None):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens),
                             ("threads", threads)):
@@ -54,8 +55,9 @@ class LLMEngine:
         if load_format not in ("auto", "random"):
             raise ZooinferError(f"LLM(load_format=...) must be 'auto' (the checkpoint) or 'random' (seeded random "
                                 f"weights of the config's shape), got {load_format!r}")
+        self.quantization = get_quantization(quantization)  # an unknown name fails before anything loads
         set_threads(threads)
-        self.model_dir = resolve_model(model, dtype)
+        self.model_dir = resolve_model(model, dtype, self.quantization)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
         backend_class = select_backend(backend, device)  # first: it may import the runtime of a PrivateUse1 device
@@ -67,7 +69,8 @@ class LLMEngine:
         self.model = model_class(self.model_dir, self.config, ops, self.dtype,
                                  kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
                                  max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict,
-                                 load_format=load_format)
+                                 load_format=load_format, quantization=self.quantization)
+        log.info("weights: %.1f MiB (%s)", self.model.weight_bytes() / 2**20, quantization or "not quantized")
         self.max_model_len = self.model.max_seq_len
         if size_from_memory:
             warm_len = min(max_prefill_tokens, self.max_model_len - 1)
@@ -239,6 +242,8 @@ class LLMEngine:
             "prefix_cache": {"enabled": cache is not None, "hit_tokens": self.kv.hit_tokens,
                              "query_tokens": self.kv.query_tokens, "hit_rate": self.kv.hit_rate},
             "cuda_graph": graph_stats(self.graphs),
+            "weights": {"bytes": self.model.weight_bytes(),
+                        "quantization": self.quantization.name if self.quantization else None},
         }
 
     def set_cuda_graph_enabled(self, enabled: bool) -> None:

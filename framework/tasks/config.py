@@ -9,7 +9,7 @@ from zooinfer.errors import ZooinferError
 # The LLM(...) keyword arguments an InferConfig carries; the remaining fields are sampling defaults.
 ENGINE_FIELDS = ("model", "device", "dtype", "backend", "max_model_len", "kv_cache_tokens", "max_batch_size",
                  "max_prefill_tokens", "seed", "enforce_eager", "gpu_memory_fraction", "threads",
-                 "enable_prefix_caching")
+                 "enable_prefix_caching", "quantization")
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
@@ -29,6 +29,7 @@ class InferConfig:
     gpu_memory_fraction: float = 0.9
     threads: int | None = None
     enable_prefix_caching: bool = True
+    quantization: str | None = None  # a registered quantization name (int8, int4, int4-g128, ...) or None
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 0
@@ -47,6 +48,8 @@ class InferConfig:
             ("device", isinstance(self.device, str) and self.device, "a device name such as cpu or cuda"),
             ("dtype", isinstance(self.dtype, str), "a dtype name such as auto or bfloat16"),
             ("backend", self.backend is None or isinstance(self.backend, str), "a backend name or None"),
+            ("quantization", self.quantization is None or isinstance(self.quantization, str),
+             "a quantization name (int8, int4, ...) or null"),
             ("seed", self.seed is None or is_int(self.seed), "an integer or null"),
             ("enforce_eager", isinstance(self.enforce_eager, bool), "true or false"),
             ("enable_prefix_caching", isinstance(self.enable_prefix_caching, bool), "true or false"),

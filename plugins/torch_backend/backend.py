@@ -5,6 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from zooinfer.ops import Ops
+from zooinfer.quantization import QuantizedWeight
+
+from . import quantized_cpu
 
 
 class TorchBackend(Ops):
@@ -93,6 +96,8 @@ class TorchBackend(Ops):
         return self.linear(self.silu_and_mul(self.linear(x, w13)), w2)
 
     def linear(self, x, weight, bias=None):
+        if isinstance(weight, QuantizedWeight):  # layers call linear alike for float and quantized weights
+            return self.quantized_linear(x, weight, bias)
         if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= 16:
             # Decode on the CPU: MKL streams the weight about twice as fast as weight @ x.T than as x @ weight.T
             # for 2-16 rows of x, and one row runs best as two, so a lone row is doubled. Both x and the result
@@ -102,7 +107,18 @@ class TorchBackend(Ops):
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
+    def prepare_quantized(self, weight):
+        if weight.device.type == "cpu" and (packed := quantized_cpu.pack(weight)) is not None:
+            weight.packed["torch"] = packed
+
     def quantized_linear(self, x, weight, bias=None):
+        packed = weight.packed.get("torch")
+        # PyTorch's packed CPU kernels walk x row by row: past a couple of rows one dequantized matmul is faster
+        # (benchmarks/quant_linear_cpu.py).
+        if (packed is not None and x.dtype == torch.float32 and x.dim() == 2 and x.shape[0] <= 2
+                and x.device.type == "cpu"):
+            out = quantized_cpu.matmul(x.contiguous(), packed)
+            return out if bias is None else out.add_(bias)
         return F.linear(x, weight.dequantize(x.dtype), bias)
 
     def store_kv(self, kv_cache, k, v, slots):
