@@ -45,6 +45,9 @@ class QuantizedWeight:
         if self.mins is not None and (tuple(self.mins.shape) != groups or self.mins.dtype != torch.float16):
             raise ValueError(f"mins must be float16 {groups}, got {self.mins.dtype} {tuple(self.mins.shape)}")
 
+    def __repr__(self):
+        return f"QuantizedWeight({self.method}, {self.shape[0]}x{self.in_features}, group {self.group_size})"
+
     @property
     def in_features(self) -> int:
         return self.qweight.shape[1] * (2 if self.method == "int4" else 1)

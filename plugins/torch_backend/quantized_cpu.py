@@ -20,7 +20,7 @@ def pack(weight) -> tuple | None:
     out, in_features = weight.shape
     if weight.method == "int8" and weight.group_size == in_features:
         return ("int8", weight.qweight.contiguous(), weight.scales.float().view(-1).contiguous())
-    if weight.group_size not in INT4_GROUPS:
+    if weight.group_size not in INT4_GROUPS or out % 16:  # the int4 packing takes whole tiles of 16 rows
         return None
     scales = weight.scales.float()
     if weight.method == "int4":

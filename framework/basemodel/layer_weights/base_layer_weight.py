@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zooinfer.errors import ZooinferError
 from zooinfer.quantization import QuantizedWeight
 
 log = logging.getLogger(__name__)
@@ -161,4 +162,11 @@ class BaseLayerWeight:
                 if wanted:
                     log.info("%s: stored as %s, dequantized and requantized as %s", attr, value.method, q.name)
                 value = value.dequantize(self.dtype)
-            setattr(self, attr, q.quantize(value).to(self.device) if wanted else value)
+            setattr(self, attr, self._quantized(attr, value) if wanted else value)
+
+    def _quantized(self, attr: str, value: torch.Tensor) -> QuantizedWeight:
+        try:
+            return self.quantization.quantize(value).to(self.device)
+        except ZooinferError as exc:  # the scheme does not fit this weight: say which one
+            where = f"layer {self.layer_num} {attr}" if hasattr(self, "layer_num") else attr
+            raise ZooinferError(f"{where}: {exc}") from None
