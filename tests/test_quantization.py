@@ -206,3 +206,28 @@ def test_quality_against_the_float_model(tiny_llama_dir, name):
     ratio = math.exp((nll["quant"] - nll["float"]) / sum(len(ids) - 1 for ids in texts))
     assert agreement >= min_agreement, f"{name}: top-1 agreement {agreement:.3f}"
     assert 1 / max_ratio <= ratio <= max_ratio, f"{name}: perplexity ratio {ratio:.4f}"
+
+
+def test_a_failing_quantized_matmul_leaves_the_engine_consistent(tiny_llama_dir, monkeypatch):
+    llm = LLM(str(tiny_llama_dir), quantization="int4", kv_cache_tokens=64, max_batch_size=2)
+    free = llm.model.kv_cache.free_slot_count
+    ops, calls = llm.model.ops, {"n": 0}
+    real = ops.quantized_linear
+
+    def fails_on_the_third_call(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("kernel fault")
+        return real(*args)
+
+    monkeypatch.setattr(ops, "quantized_linear", fails_on_the_third_call)
+    params = SamplingParams(max_new_tokens=4, temperature=0)
+    with pytest.raises(RuntimeError, match="kernel fault"):
+        llm.generate(prompt_token_ids=[[1, 2, 3]], sampling_params=params)
+    assert llm.model.kv_cache.free_slot_count + llm.get_stats()["kv_cache"]["cached_slots"] == free
+    assert not llm.engine.has_unfinished()
+    monkeypatch.setattr(ops, "quantized_linear", real)
+    again = llm.generate(prompt_token_ids=[[1, 2, 3]], sampling_params=params)[0].token_ids
+    fresh = LLM(str(tiny_llama_dir), quantization="int4", kv_cache_tokens=64).generate(
+        prompt_token_ids=[[1, 2, 3]], sampling_params=params)[0].token_ids
+    assert again == fresh and len(again) == 4
