@@ -82,7 +82,8 @@ def test_unknown_quantization_is_one_line_error_and_engine_works_after(tiny_llam
 
 
 def test_group_that_does_not_divide_the_inputs_is_named(tiny_llama_dir):
-    with pytest.raises(ZooinferError, match="lm_head: quantization 'int4-g128': group size 128 does not divide a weight's 64 input features"):
+    with pytest.raises(ZooinferError, match="lm_head: quantization 'int4-g128': group size 128 does not divide a "
+                                            "weight's 64 input features"):
         LLM(str(tiny_llama_dir), quantization="int4-g128")
 
 
@@ -157,7 +158,8 @@ def test_a_quantized_checkpoint_loads_as_stored(tiny_llama_dir, tmp_path):
 
 def test_integer_weights_need_a_quantization_that_reads_them(tiny_llama_dir, tmp_path, register_plugin):
     stored = quantized_checkpoint(tiny_llama_dir, tmp_path)
-    with pytest.raises(ZooinferError, match=r"down_proj.weight is stored as int8; load it with a quantization that reads int8"):
+    with pytest.raises(ZooinferError, match="down_proj.weight is stored as int8; load it with a quantization that "
+                                            "reads int8"):
         LLM(str(stored))
 
     class Int4Only(Quantization):
@@ -231,3 +233,26 @@ def test_a_failing_quantized_matmul_leaves_the_engine_consistent(tiny_llama_dir,
     fresh = LLM(str(tiny_llama_dir), quantization="int4", kv_cache_tokens=64).generate(
         prompt_token_ids=[[1, 2, 3]], sampling_params=params)[0].token_ids
     assert again == fresh and len(again) == 4
+
+
+def families():
+    from zooinfer.plugin_manager import model_registry
+    return [e.name for e in model_registry().entries() if getattr(e.resolve(), "tiny_configs", None)]
+
+
+@pytest.mark.parametrize("family", families())
+def test_every_family_runs_int8_close_to_float(family, tmp_path):
+    """Each family's layers reach their weights only through ops.linear, whatever it names them: int8 must
+    quantize every linear weight (fewer bytes) and stay close to the float model."""
+    from zooinfer.plugin_manager import model_registry
+    from zooinfer.testing.test_models import make_checkpoint
+
+    make_checkpoint(family, next(iter(model_registry().get(family).tiny_configs)), tmp_path)
+    float_llm = LLM(str(tmp_path), kv_cache_tokens=64)
+    int8 = LLM(str(tmp_path), quantization="int8", kv_cache_tokens=64)
+    quantized = [v for w in int8.model.trans_layers_weight for v in vars(w).values() if isinstance(v, QuantizedWeight)]
+    assert len(quantized) >= 2 * int8.model.num_layers  # attention in and out at least (MoE experts stay float)
+    ids = torch.randint(0, int8.model.vocab_size, (24,), generator=torch.Generator().manual_seed(0)).tolist()
+    ours, ref = prompt_logits(int8, ids), prompt_logits(float_llm, ids)
+    assert (ours - ref).abs().max() < 0.05 * ref.abs().max()
+    assert (ours.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9

@@ -58,9 +58,10 @@ class PartCollector:
             return None
         self._check_method(name, method)
         del self._pending[name]
+        in_features = qweight.shape[1] * (2 if method == "int4" else 1)
         try:
-            return QuantizedWeight(method, qweight, parts["scales"], parts.get("mins"),
-                                   qweight.shape[1] * (2 if method == "int4" else 1) // max(parts["scales"].shape[-1], 1))
+            group = in_features // max(parts["scales"].shape[-1], 1)
+            return QuantizedWeight(method, qweight, parts["scales"], parts.get("mins"), group)
         except (ValueError, IndexError) as exc:
             raise ZooinferError(f"{self.path}: {name} is not a valid {method} weight: {exc}") from None
 
