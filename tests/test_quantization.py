@@ -256,3 +256,11 @@ def test_every_family_runs_int8_close_to_float(family, tmp_path):
     ours, ref = prompt_logits(int8, ids), prompt_logits(float_llm, ids)
     assert (ours - ref).abs().max() < 0.05 * ref.abs().max()
     assert (ours.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["int8", "int4"])
+def test_batched_requests_decode_as_they_do_alone(tiny_llama_dir, name):
+    from zooinfer.testing import assert_batch_equals_single
+    llm = LLM(str(tiny_llama_dir), quantization=name, kv_cache_tokens=128, max_batch_size=4)
+    prompts = [[1, 2, 3], [5, 6, 7, 8, 9], [11], [20, 21, 22, 23]]
+    assert_batch_equals_single(llm, prompts, SamplingParams(max_new_tokens=6, temperature=0))
