@@ -149,18 +149,17 @@ class BaseLayerWeight:
             return torch.cat([p.dequantize(self.dtype) if isinstance(p, QuantizedWeight) else p for p in parts])
 
     def _quantize(self) -> None:
-        """Weights the quantization applies to become (or stay) QuantizedWeights of a method it reads; every
-        other QuantizedWeight from the checkpoint (an embedding) becomes a float tensor."""
+        """Float weights the quantization applies to become QuantizedWeights; stored ones (of a method it reads:
+        the loader refuses others) stay as they are, and a stored one it does not apply to (an embedding) becomes
+        a float tensor."""
         q = self.quantization
         for attr, value in list(vars(self).items()):
             if not isinstance(value, (torch.Tensor, QuantizedWeight)):
                 continue
             wanted = q is not None and q.applies_to(self, attr, value)
             if isinstance(value, QuantizedWeight):
-                if wanted and value.method in q.checkpoint_methods:
-                    continue
                 if wanted:
-                    log.info("%s: stored as %s, dequantized and requantized as %s", attr, value.method, q.name)
+                    continue
                 value = value.dequantize(self.dtype)
             setattr(self, attr, self._quantized(attr, value) if wanted else value)
 
