@@ -96,7 +96,11 @@ class BaseLayerWeight:
                 self._shape_errors[name] = (f"{name} has shape {tuple(tensor_in.shape)}{after}, "
                                             f"expected {tuple(spec.shape)}")
                 return
-            self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
+            try:
+                self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
+            except ValueError as exc:  # a stored quantized weight whose groups straddle the ranks' slices
+                self._shape_errors[name] = f"{name}: {exc}"
+                return
 
     @property
     def specs(self) -> dict[str, list[TensorSpec]]:
