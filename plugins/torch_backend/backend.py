@@ -113,9 +113,9 @@ class TorchBackend(Ops):
 
     def quantized_linear(self, x, weight, bias=None):
         packed = weight.packed.get("torch")
-        # PyTorch's packed CPU kernels cost about one pass per row of x: decode batches take them, a prefill's many
-        # rows one dequantized matmul (benchmarks/quant_linear_cpu.py).
-        if (packed is not None and x.dtype == torch.float32 and x.dim() == 2 and x.shape[0] <= 16
+        # PyTorch's packed CPU kernels cost about one pass over the weight per row of x: past two rows one
+        # dequantized matmul is faster at a layer's shapes (benchmarks/quant_linear_cpu.py).
+        if (packed is not None and x.dtype == torch.float32 and x.dim() == 2 and x.shape[0] <= 2
                 and x.device.type == "cpu"):
             out = quantized_cpu.matmul(x.contiguous(), packed)
             return out if bias is None else out.add_(bias)
