@@ -183,12 +183,14 @@ def bench(model: str | None, batch_size="1", input_len="32", output_len="16", de
     cases = sweep(llm, plan(*sizes, llm.model.kv_bytes_per_token()), progress, repeat)
     dtype_name = str(llm.dtype).removeprefix("torch.")
     weights = "random weights" if llm.model.load_format == "random" else "checkpoint weights"
+    weights += f" quantized {quantization}" if quantization else ""
     title = (f"zooinfer bench {label(model)}: {llm.config['model_type']}, {dtype_name} on {llm.device}, "
              f"{weights}, backend {llm.model.ops.name}, {torch.get_num_threads()} threads")
     text = f"{title}\n\n{markdown_table(HEADER, table(cases))}"
     records = as_records(cases)
     meta = {"model": label(model), "model_type": llm.config["model_type"], "dtype": dtype_name,
-            "device": str(llm.device), "backend": llm.model.ops.name, "random_weights": weights == "random weights",
+            "device": str(llm.device), "backend": llm.model.ops.name,
+            "random_weights": llm.model.load_format == "random", "quantization": quantization,
             "threads": torch.get_num_threads(), "kv_bytes_per_token": llm.model.kv_bytes_per_token()}
     written = []
     if out_path:
