@@ -119,7 +119,7 @@ class TorchBackend(Ops):
                 and x.device.type == "cpu"):
             out = quantized_cpu.matmul(x.contiguous(), packed)
             return out if bias is None else out.add_(bias)
-        return F.linear(x, weight.dequantize(x.dtype), bias)
+        return F.linear(x, quantized_cpu.dequantize(weight, x.dtype), bias)
 
     def store_kv(self, kv_cache, k, v, slots):
         kv_cache[slots.long()] = torch.cat((k, v), dim=1)
