@@ -45,15 +45,14 @@ def test_zero_groups_quantize_to_zero():
 
 @pytest.mark.parametrize("method,group", [("int8", None), ("int8", 32), ("int4", 32), ("int4", 64)])
 @pytest.mark.parametrize("rows", [1, 2, 7])
-def test_cpu_kernels_match_the_reference(method, group, rows):
+@pytest.mark.parametrize("out", [48, 2100])  # dequantized whole; past SMALL_BYTES in row chunks (a ragged last one)
+def test_cpu_forms_match_the_reference(method, group, rows, out):
     torch.manual_seed(1)
     ops = TorchBackend(torch.device("cpu"))
-    weight = scheme(method, group).quantize(torch.randn(48, 128) / 11)
-    x, bias = torch.randn(rows, 128), torch.randn(48)
+    weight = scheme(method, group).quantize(torch.randn(out, 1024) / 32)
+    x, bias = torch.randn(rows, 1024), torch.randn(out)
     expected = torch.nn.functional.linear(x, weight.dequantize(), bias)
-    ops.prepare_quantized(weight)
-    assert "torch" in weight.packed  # every one of these layouts has a packed kernel form
-    torch.testing.assert_close(ops.linear(x, weight, bias), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ops.linear(x, weight, bias), expected, rtol=1e-5, atol=1e-4)
 
 
 def test_chunk_and_cat_split_whole_rows_and_groups():
@@ -109,7 +108,6 @@ def test_a_plugin_registers_a_third_quantization(register_plugin, tiny_llama_dir
     llm = LLM(str(tiny_llama_dir), quantization="int8-g32", kv_cache_tokens=64)
     qkv = llm.model.trans_layers_weight[0].qkv_proj
     assert isinstance(qkv, QuantizedWeight) and (qkv.method, qkv.group_size) == ("int8", 32)
-    assert "torch" in qkv.packed  # int8 in groups runs on the packed int4 kernels, as two halves
     with pytest.raises(ZooinferError, match="registered: int4, int4-g128, int8, int8-g32"):
         get_quantization("int9")
 
@@ -119,7 +117,6 @@ def test_what_is_quantized_and_what_stays_float(tiny_llama_dir):
     layer, top = llm.model.trans_layers_weight[0], llm.model.pre_post_weight
     for attr in ("qkv_proj", "o_proj", "gate_up_proj", "down_proj"):
         assert isinstance(getattr(layer, attr), QuantizedWeight), attr
-        assert "torch" in getattr(layer, attr).packed, attr  # repacked at load, not per step
     assert isinstance(top.lm_head, QuantizedWeight)
     for value in (layer.input_layernorm, top.embed_tokens, top.norm):
         assert isinstance(value, torch.Tensor) and value.dtype == torch.float32

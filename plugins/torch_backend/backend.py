@@ -107,18 +107,9 @@ class TorchBackend(Ops):
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
-    def prepare_quantized(self, weight):
-        if weight.device.type == "cpu" and (packed := quantized_cpu.pack(weight)) is not None:
-            weight.packed["torch"] = packed
-
     def quantized_linear(self, x, weight, bias=None):
-        packed = weight.packed.get("torch")
-        # PyTorch's packed CPU kernels cost about one pass over the weight per row of x: past two rows one
-        # dequantized matmul is faster at a layer's shapes (benchmarks/quant_linear_cpu.py).
-        if (packed is not None and x.dtype == torch.float32 and x.dim() == 2 and x.shape[0] <= 2
-                and x.device.type == "cpu"):
-            out = quantized_cpu.matmul(x.contiguous(), packed)
-            return out if bias is None else out.add_(bias)
+        if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2:
+            return quantized_cpu.linear(x.contiguous(), weight, bias)
         return F.linear(x, quantized_cpu.dequantize(weight, x.dtype), bias)
 
     def store_kv(self, kv_cache, k, v, slots):

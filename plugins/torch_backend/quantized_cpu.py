@@ -1,56 +1,36 @@
-"""The torch backend's CPU forms of quantized_linear: PyTorch's packed weight-only kernels, fed from a
-QuantizedWeight repacked once at load (see benchmarks/quant_linear_cpu.py for how they compare with float32).
+"""The torch backend's quantized_linear on the CPU (float32 activations), in the forms measured fastest on 2 cores
+(benchmarks/quant_linear_cpu.py, BENCHMARKS.md):
 
-- int8, one scale per output channel: torch._weight_int8pack_mm(x, q, scales).
-- int4 (any group size the kernel takes): torch._weight_int4pack_mm_for_cpu, which reads w = (q - 8) * scale + zero,
-  so zero = min + 8 * scale for this layout's w = q * scale + min.
-- int8 in groups (a GGUF's Q8_0): no int8 kernel takes groups, so q = 16 * hi + lo is split into two int4 weights,
-  hi = q >> 4 in [-8, 7] (scale 16 * s, zero 0) and lo = q & 15 (scale s, zero 8 * s), whose products add up to
-  x @ (q * s).T exactly up to float rounding, reading the same byte per weight.
-Anything else (another activation dtype, a group size the kernel refuses) takes the reference path."""
+- a weight whose float32 form fits in the caches (SMALL_BYTES: every layer of a small model) is dequantized whole,
+  with one temporary, then multiplied;
+- a larger one (an lm_head) is dequantized in row chunks that stay in the caches, each multiplied as it is made.
+
+PyTorch's packed weight-only kernels (torch._weight_int8pack_mm, torch._weight_int4pack_mm_for_cpu) lose to both
+at every size and batch measured, so nothing is repacked at load. Every form computes q * scale (+ min) in float32
+and multiplies in float32: the reference's result up to float rounding."""
 from __future__ import annotations
 
 import torch
 
-INT4_GROUPS = (32, 64, 128, 256)  # the group sizes _weight_int4pack_mm_for_cpu accepts
+SMALL_BYTES = 8 << 20  # float32 bytes of a weight dequantized whole
+CHUNK_BYTES = 1 << 20  # float32 bytes of one dequantized row chunk
 
 
-def pack(weight) -> tuple | None:
-    """The kernel form of a CPU QuantizedWeight, or None when no kernel takes it."""
-    out, in_features = weight.shape
-    if weight.method == "int8" and weight.group_size == in_features:
-        return ("int8", weight.qweight.contiguous(), weight.scales.float().view(-1).contiguous())
-    if weight.group_size not in INT4_GROUPS or out % 16:  # the int4 packing takes whole tiles of 16 rows
-        return None
-    scales = weight.scales.float()
-    if weight.method == "int4":
-        return ("int4", (_int4(weight.unpacked(), scales, weight.mins.float() + 8 * scales, weight.group_size),))
-    q = weight.qweight.to(torch.int32)
-    return ("int4", (_int4((q >> 4) + 8, 16 * scales, torch.zeros_like(scales), weight.group_size),
-                     _int4(q & 0xF, scales, 8 * scales, weight.group_size)))
-
-
-def _int4(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group: int) -> tuple:
-    """One int4 kernel weight: q int32 [out, in] in [0, 15] and float32 scales, zeros [out, groups]."""
-    packed = torch._convert_weight_to_int4pack_for_cpu(q.contiguous(), 1)
-    return packed, torch.stack((scales, zeros), dim=-1).transpose(0, 1).contiguous(), group
-
-
-def matmul(x: torch.Tensor, packed: tuple) -> torch.Tensor:
-    """x [n, in] float32 @ W.T -> [n, out] float32."""
-    kind, data = packed[0], packed[1:]
-    if kind == "int8":
-        return torch._weight_int8pack_mm(x, data[0], data[1])
-    out = None
-    for q, scale_and_zero, group in data[0]:
-        y = torch._weight_int4pack_mm_for_cpu(x, q, group, scale_and_zero)
-        out = y if out is None else out.add_(y)
-    return out
+def linear(x: torch.Tensor, weight, bias=None) -> torch.Tensor:
+    """x [n, in] @ W.T (+ bias) -> [n, out] in x's dtype."""
+    out_features, in_features = weight.shape
+    if out_features * in_features * 4 <= SMALL_BYTES:
+        return torch.nn.functional.linear(x, dequantize(weight, x.dtype), bias)
+    out = torch.empty(x.shape[0], out_features, dtype=x.dtype, device=x.device)
+    rows = max(16, CHUNK_BYTES // (4 * in_features))
+    for start in range(0, out_features, rows):
+        torch.mm(x, dequantize(weight.rows(start, start + rows), x.dtype).t(), out=out[:, start:start + rows])
+    return out if bias is None else out.add_(bias)
 
 
 def dequantize(weight, dtype: torch.dtype) -> torch.Tensor:
     """weight.dequantize(dtype) with one full-size float32 temporary instead of three (the same values: q * scale
-    (+ min) in float32, then cast): what a step with more rows than the packed kernels suit multiplies by."""
+    (+ min) in float32, then cast)."""
     out, groups = weight.scales.shape
     q = weight.qweight
     if weight.method == "int4":
