@@ -64,6 +64,13 @@ def test_chunk_and_cat_split_whole_rows_and_groups():
         weight.chunk(8, 1)  # 16 inputs a part: half a group
 
 
+def test_weight_bytes_count_the_layout_and_any_repacking():
+    weight = get_quantization("int4").quantize(torch.randn(32, 64))
+    assert weight.nbytes == 32 * 32 + 2 * (32 * 2 * 2)  # nibbles, float16 scales and mins of 2 groups a row
+    weight.packed["some-backend"] = (torch.zeros(10, dtype=torch.uint8), {"scales": torch.zeros(2)})
+    assert weight.nbytes == 32 * 32 + 2 * (32 * 2 * 2) + 10 + 8
+
+
 def test_registry_lists_the_built_ins_and_names_them_in_errors():
     assert {"int8", "int4", "int4-g128"} <= set(__import__("zooinfer.plugin_manager").plugin_manager
                                                  .quantization_registry().names())

@@ -63,8 +63,13 @@ class QuantizedWeight:
     @property
     def nbytes(self) -> int:
         """Bytes this weight holds: the layout and any backend repackings of it."""
-        tensors = [self.qweight, self.scales, self.mins, *self.packed.values()]
-        return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+        def size(value) -> int:  # a repacking may be a tensor or a tuple / list / dict of them
+            if isinstance(value, torch.Tensor):
+                return value.numel() * value.element_size()
+            if isinstance(value, dict):
+                value = value.values()
+            return sum(map(size, value)) if isinstance(value, (tuple, list, type({}.values()))) else 0
+        return size([self.qweight, self.scales, self.mins, self.packed])
 
     def to(self, device=None, dtype=None) -> "QuantizedWeight":
         """On `device`; `dtype` (the run dtype of float weights) is accepted and ignored: the layout's own dtypes
@@ -90,6 +95,10 @@ class QuantizedWeight:
                     for i in range(chunks)]
         raise ValueError(f"a {self.method} weight of shape {self.shape} with group size {self.group_size} cannot be "
                          f"split into {chunks} equal parts along dim {dim} (whole groups only)")
+
+    def rows(self, start: int, stop: int) -> "QuantizedWeight":
+        """Output rows [start, stop), as views."""
+        return self._select(slice(start, stop), slice(None), slice(None))
 
     def _select(self, rows, columns, groups) -> "QuantizedWeight":
         mins = None if self.mins is None else self.mins[rows, groups]
