@@ -268,3 +268,12 @@ def test_batched_requests_decode_as_they_do_alone(tiny_llama_dir, name):
     llm = LLM(str(tiny_llama_dir), quantization=name, kv_cache_tokens=128, max_batch_size=4)
     prompts = [[1, 2, 3], [5, 6, 7, 8, 9], [11], [20, 21, 22, 23]]
     assert_batch_equals_single(llm, prompts, SamplingParams(max_new_tokens=6, temperature=0))
+
+
+def test_plugins_listing_shows_the_quantizations(capsys):
+    import json
+
+    from zooinfer.cli import main
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {e["name"]: e["target"] for e in listing["quantizations"]}["int4"] == "zooinfer.quantization.builtin:Int4"
