@@ -20,6 +20,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=None,
                    help="auto (float32 on CPU, the checkpoint's on GPU), float32, bfloat16, float16")
     p.add_argument("--backend", default=None, help="op backend (default: the best available for the device)")
+    p.add_argument("--quantization", default=None, help="weight-only quantization: int8 (per channel), int4 "
+                   "(groups of 32), int4-g128, or one a plugin registers (default: none, float weights)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: measured best)")
     p.add_argument("--kv-cache-dtype", default=None,
                    help="KV cache element type: auto (the run dtype, the default) or fp8 (e4m3 with per-token, "
@@ -136,7 +138,7 @@ def cmd_bench(args) -> int:
     _, text = bench(config.model, args.batch_size, args.input_len, args.output_len, config.device, config.dtype,
                     config.backend, args.skip_load, config.threads, config.enforce_eager, args.out, args.plot,
                     args.repeat, progress=sys.stderr.isatty(), kv_cache_dtype=config.kv_cache_dtype,
-                    tensor_parallel_size=config.tensor_parallel_size)
+                    tensor_parallel_size=config.tensor_parallel_size, quantization=config.quantization)
     print(text)
     return 0
 
@@ -185,21 +187,23 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from zooinfer.plugin_manager import (backend_registry, model_registry, op_registry, task_registry,
-                                         weight_transform_registry)
+    from zooinfer.plugin_manager import (backend_registry, model_registry, op_registry, quantization_registry,
+                                         task_registry, weight_transform_registry)
     # Backends are imported (their devices, priority and overridden ops are facts of the class); the rest only
     # located unless --check, so that listing stays fast.
     listing = {"models": [_describe(e, args.check) for e in model_registry().entries()],
                "backends": [_describe(e, True, _backend_facts) for e in backend_registry().entries()],
                "tasks": [_describe(e, args.check) for e in task_registry().entries()],
                "ops": [_describe(e, args.check) for e in op_registry().entries()],
-               "weight_transforms": [_describe(e, args.check) for e in weight_transform_registry().entries()]}
+               "weight_transforms": [_describe(e, args.check) for e in weight_transform_registry().entries()],
+               "quantizations": [_describe(e, args.check) for e in quantization_registry().entries()]}
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
     for title, entries in (("model types", listing["models"]), ("backends", listing["backends"]),
                            ("tasks", listing["tasks"]), ("plugin ops", listing["ops"]),
-                           ("weight transforms", listing["weight_transforms"])):
+                           ("weight transforms", listing["weight_transforms"]),
+                           ("quantizations", listing["quantizations"])):
         if not entries:
             continue  # no plugin op installed is the usual case
         print(f"{title}:")

@@ -1,6 +1,7 @@
 """The cache of GGUF files converted to Hugging Face folders.
 
-An entry is keyed by the GGUF's full content digest and the dtype it was converted to, so two different files
+An entry is keyed by the GGUF's full content digest, the dtype it was converted to and the quantization whose
+blocks it keeps (if any), so two different files
 never share an entry and a reinstalled copy of the same file reuses it. Hashing a large file takes seconds, so
 each path's digest is remembered in a small index (index.json) under its size, mtime, ctime and inode: a warm
 start only stats the file (and an edit in place that restores the mtime still changes the ctime). An entry is
@@ -85,13 +86,14 @@ def entry_problem(entry: Path) -> str | None:
     return None
 
 
-def converted(gguf: Path, dtype, cache: Path) -> Path:
-    """The cache entry for `gguf` converted to the torch dtype `dtype`, converting (or repairing) it first when
-    needed."""
+def converted(gguf: Path, dtype, cache: Path, quantization=None) -> Path:
+    """The cache entry for `gguf` converted to the torch dtype `dtype` (and, with a quantization, its quantized
+    blocks kept as they are: see convert_gguf), converting (or repairing) it first when needed."""
     cache.mkdir(parents=True, exist_ok=True)
     digest = content_digest(cache, gguf)
     dtype_name = str(dtype).removeprefix("torch.")
-    out = cache / f"{gguf.stem}-{digest[:16]}-{dtype_name}-v{CONVERTER_VERSION}"
+    quantized = f"-{quantization.name}" if quantization is not None else ""
+    out = cache / f"{gguf.stem}-{digest[:16]}-{dtype_name}{quantized}-v{CONVERTER_VERSION}"
     if out.exists():
         problem = entry_problem(out)
         if problem is None:
@@ -104,9 +106,10 @@ def converted(gguf: Path, dtype, cache: Path) -> Path:
     try:
         with open(tmp / _LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # tells a sweeping process that this folder is alive
-            convert_gguf(gguf, tmp, dtype)
+            convert_gguf(gguf, tmp, dtype, quantization)
             files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file() and p.name != _LOCK}
             marker = {"source": str(gguf.resolve()), "sha256": digest, "dtype": dtype_name,
+                      "quantization": quantization.name if quantization is not None else None,
                       "converter": CONVERTER_VERSION, "files": files}
             (tmp / MARKER).write_text(json.dumps(marker, indent=1))
             for name in [*files, MARKER]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from zooinfer.errors import ZooinferError
+from zooinfer.quantization.gguf_blocks import method_of, read_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -186,9 +187,12 @@ def _check_sizes(cfg: dict, shapes: dict, gguf_names: dict, head_dim_declared: b
                                 f"{', '.join(blame) or 'sizes'} imply {want}")
 
 
-def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype=None) -> Path:
+def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype=None, quantization=None) -> Path:
     """Write out_dir/{config.json, model.safetensors, tokenizer files}, the weights in `dtype` (a torch dtype;
-    float32 by default): the dtype the model will run in, so loading casts nothing.
+    float32 by default): the dtype the model will run in, so loading casts nothing. With a `quantization`
+    (zooinfer.quantization.Quantization), Q4_0 / Q4_1 / Q8_0 tensors of a method it reads are written in the
+    QuantizedWeight layout as stored (zooinfer.quantization.checkpoint); the rest are dequantized, and the
+    quantization requantizes them at load.
 
     Everything is read and checked (metadata against tensor shapes, finite values) before the first byte is
     written. The caller (zooinfer.gguf_cache) writes into a temporary folder that it renames into place.
@@ -224,10 +228,17 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype
                 logger.info("%s: dropped rope_freqs (encoded as rope_scaling llama3)", src.name)
             elif t.name not in mapped:
                 raise ZooinferError(f"tensor {t.name!r} has no Hugging Face {arch} counterpart")
-        tensors = {}
+        tensors, requantized = {}, set()
         bar = tqdm(names.items(), desc=f"converting {src.name}", unit="tensor",
                    disable=not sys.stderr.isatty())
         for hf, t in bar:
+            method = method_of(t.tensor_type.name) if quantization is not None and len(shapes[hf]) == 2 else None
+            if method is not None and method in quantization.checkpoint_methods:
+                rows = heads if permuted and ".q_proj." in hf else kv_heads if permuted and ".k_proj." in hf else None
+                tensors.update(_quantized_parts(read_blocks(t.data, t.tensor_type.name, shapes[hf]), hf, rows, t.name))
+                continue
+            if quantization is not None and t.tensor_type.name not in ("F32", "F16", "BF16") and len(shapes[hf]) == 2:
+                requantized.add(t.tensor_type.name)
             w = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
             w = w.reshape(shapes[hf])
             if permuted and ".q_proj." in hf:
@@ -244,6 +255,9 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype
     except Exception as e:  # e.g. tensor data cut short, a required llama.* key missing
         raise ZooinferError(f"{src}: corrupt or incomplete GGUF ({type(e).__name__}: {e})") from e
 
+    if requantized:
+        logger.info("%s: %s tensors are dequantized here and requantized as %s at load", src.name,
+                    "/".join(sorted(requantized)), quantization.name)
     cfg["torch_dtype"] = str(dtype).removeprefix("torch.")
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
@@ -251,6 +265,22 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     _save_tokenizer(src, out)
     return out
+
+
+def _quantized_parts(weight, hf: str, permuted_heads: int | None, gguf_name: str) -> dict:
+    """The stored parts of a block-quantized tensor, its rows un-permuted like a float one's (the permutation
+    moves whole rows, so it applies to the integers and their scales alike)."""
+    import torch
+
+    from zooinfer.quantization.checkpoint import parts_of
+
+    parts = parts_of(weight, hf)
+    for name, part in parts.items():
+        if part.is_floating_point() and not torch.isfinite(part).all():
+            raise ZooinferError(f"tensor {gguf_name} holds NaN or infinite scales")
+        if permuted_heads is not None:
+            parts[name] = torch.from_numpy(np.ascontiguousarray(_unpermute(part.numpy(), permuted_heads)))
+    return parts
 
 
 def _save_tokenizer(src: Path, out: Path) -> None:

@@ -30,3 +30,8 @@ def zooinfer_register_weight_transforms(registry):
 @hookspec
 def zooinfer_register_tasks(registry):
     """Register pipeline tasks: registry.register(task_name, cls_or_"module:Class", override=False)."""
+
+
+@hookspec
+def zooinfer_register_quantizations(registry):
+    """Register weight-only quantizations: registry.register(name, Quantization subclass or "module:Class")."""

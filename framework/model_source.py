@@ -49,8 +49,9 @@ def default_gguf() -> Path:
                         f"reinstall it: {_DEFAULT_INSTALL}")
 
 
-def _converted(gguf: Path, dtype: str) -> Path:
-    """The cached HF folder of a GGUF file, converted to the dtype the model will run in (see zooinfer.gguf_cache)."""
+def _converted(gguf: Path, dtype: str, quantization=None) -> Path:
+    """The cached HF folder of a GGUF file, converted to the dtype the model will run in, quantized blocks kept
+    for a chosen quantization (see zooinfer.gguf_cache)."""
     import torch
 
     from zooinfer.engine.loading import resolve_dtype
@@ -60,21 +61,22 @@ def _converted(gguf: Path, dtype: str) -> Path:
     run_dtype = resolve_dtype(dtype, torch.device("cpu"), {})
     cache = cache_dir()
     try:
-        return converted(gguf, run_dtype, cache)
+        return converted(gguf, run_dtype, cache, quantization)
     except OSError as exc:  # an unwritable cache or an unreadable file: say which, in one line
         raise ZooinferError(f"cannot convert {gguf} into the cache {cache}: {exc.strerror or exc} "
                             f"({exc.filename}); set ZOOINFER_CACHE_DIR to a writable folder") from None
 
 
-def resolve_model(model: str | os.PathLike | None, dtype: str = "auto") -> Path:
+def resolve_model(model: str | os.PathLike | None, dtype: str = "auto", quantization=None) -> Path:
     """Return a directory with config.json (+ weights, + tokenizer files when there are any); a GGUF file is
-    converted to `dtype` (the LLM's dtype argument), the dtype it will run in.
+    converted to `dtype` (the LLM's dtype argument), the dtype it will run in, keeping the blocks that
+    `quantization` (a zooinfer.quantization.Quantization or None) reads.
 
     Raises ZooinferError naming the culprit for a missing path, a directory without config.json,
     a missing default-model package, or a GGUF that cannot be converted.
     """
     if model is None or (isinstance(model, str) and model == DEFAULT_MODEL_NAME):
-        return _converted(default_gguf(), dtype)
+        return _converted(default_gguf(), dtype, quantization)
     path = Path(model).expanduser()
     if not path.exists():
         raise ZooinferError(f"model path not found: {model}")
@@ -83,6 +85,6 @@ def resolve_model(model: str | os.PathLike | None, dtype: str = "auto") -> Path:
             raise ZooinferError(f"no config.json in {path}")
         return path
     if path.suffix.lower() == ".gguf":
-        return _converted(path, dtype)
+        return _converted(path, dtype, quantization)
     raise ZooinferError(f"unsupported model file {path}: expected a .gguf file or a directory "
                         "with config.json")

@@ -128,6 +128,11 @@ class Ops:
         [n, out] in x's dtype."""
         raise NotImplementedError
 
+    def prepare_quantized(self, weight) -> None:
+        """Not an op: called once per QuantizedWeight as the model loads, so that a backend may store its own
+        repacking of it in weight.packed[self.name] for quantized_linear to read. quantized_linear must work
+        without it too (weights built outside a model). Default: nothing."""
+
     def store_kv(self, kv_cache, k, v, slots, kv_scales=None) -> None:
         """Writes k, v [n, Hk, D] into kv_cache [S, 2*Hk, D] (keys in heads [0, Hk), values in [Hk, 2Hk)) at slots [n].
         With an FP8 pool, the codes of quantize_fp8(cat(k, v)) go to kv_cache and its scales to kv_scales [S, 2*Hk]."""
@@ -172,4 +177,9 @@ def op_names(backend_class=None) -> list[str]:
 
     classes = [Ops, *(k for k in (backend_class or Ops).__mro__ if vars(k).get("is_reference"))]
     return sorted({name for klass in classes for name, value in vars(klass).items()
-                   if inspect.isfunction(value) and not name.startswith("_")} | set(op_registry().names()))
+                   if inspect.isfunction(value) and not name.startswith("_") and name not in NOT_OPS}
+                  | set(op_registry().names()))
+
+
+# Public backend methods that are not ops (no conformance case, no timing).
+NOT_OPS = frozenset({"prepare_quantized"})

@@ -1,5 +1,5 @@
 """Plugin manager and the registries that plugins fill: model families, op backends, extra ops, weight transforms,
-pipeline tasks."""
+pipeline tasks, quantizations."""
 from __future__ import annotations
 
 import functools
@@ -173,6 +173,11 @@ def op_registry() -> Registry:
 def weight_transform_registry() -> Registry:
     """Weight transforms by name (transpose, rows, ... and any a plugin adds)."""
     return _collect("zooinfer_register_weight_transforms", "weight transform", functions=True)
+
+
+def quantization_registry() -> Registry:
+    """Every registered weight-only quantization (int8, int4, ... and any a plugin adds), keyed by name."""
+    return _collect("zooinfer_register_quantizations", "quantization")
 
 
 _DEVICE = re.compile(r"([a-z][a-z0-9_]*)(:\d+)?")

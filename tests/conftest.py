@@ -23,15 +23,16 @@ def tiny_llama_dir(tmp_path_factory):
 
 @pytest.fixture
 def register_plugin():
-    """register_plugin(name, models=fn, backends=fn, ops=fn, weight_transforms=fn) adds a throw-away plugin whose
+    """register_plugin(name, models=fn, backends=fn, ops=fn, weight_transforms=fn, quantizations=fn) adds a
+    throw-away plugin whose
     hooks call fn(registry); every plugin added is unregistered when the test ends, whatever happens."""
     pm = get_plugin_manager()
     added = []
 
-    def register(name, models=None, backends=None, ops=None, weight_transforms=None):
+    def register(name, models=None, backends=None, ops=None, weight_transforms=None, quantizations=None):
         plugin = types.SimpleNamespace()
         for hook, fn in (("models", models), ("backends", backends), ("ops", ops),
-                         ("weight_transforms", weight_transforms)):
+                         ("weight_transforms", weight_transforms), ("quantizations", quantizations)):
             if fn is not None:
                 setattr(plugin, f"zooinfer_register_{hook}", hookimpl(fn))
         added.append(pm.register(plugin, name=name))

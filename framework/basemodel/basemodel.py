@@ -7,6 +7,7 @@ import torch
 
 from zooinfer.errors import ZooinferError
 from zooinfer.kv_cache import KVCache
+from zooinfer.quantization import QuantizedWeight
 
 from .infer_struct import InferStateInfo, ModelInput
 from .layer_weights.hf_load import checkpoint_shapes, load_hf_weights
@@ -51,7 +52,8 @@ class TpPartBaseModel:
 
     def __init__(self, model_dir: str | Path, config: dict, ops, dtype: torch.dtype, kv_cache_tokens: int | None,
                  max_requests: int, max_seq_len: int | None = None, tp_rank: int = 0, world_size: int = 1,
-                 strict: bool = False, load_format: str = "auto", kv_cache_dtype: torch.dtype | None = None):
+                 strict: bool = False, load_format: str = "auto", kv_cache_dtype: torch.dtype | None = None,
+                 quantization=None):
         self.model_dir = Path(model_dir)
         self.ops = ops
         self.device = ops.device
@@ -61,6 +63,7 @@ class TpPartBaseModel:
         self.kv_cache_tokens = kv_cache_tokens
         self.kv_cache_dtype = kv_cache_dtype or dtype  # the pool's element dtype: the run dtype, or FP8
         self.load_format = load_format  # "auto": the checkpoint's weights; "random": seeded random ones
+        self.quantization = quantization  # a zooinfer.quantization.Quantization applied at load, or None
         self.max_requests = max_requests
         self.strict = strict
         self.config = dict(config)
@@ -137,6 +140,7 @@ class TpPartBaseModel:
         if self.load_format == "random":  # no checkpoint is read: the config alone sizes the model
             self._build_weights(args)
             fill_random_weights([self.pre_post_weight, *self.trans_layers_weight])
+            self._prepare_quantized()
             return
         # Size fields are checked against the checkpoint's headers before they size anything: a forged
         # num_hidden_layers would build a billion layer objects.
@@ -148,11 +152,34 @@ class TpPartBaseModel:
         ignorable = self.ignorable_tensors
         if self.config.get("tie_word_embeddings"):  # some tied checkpoints store the copy anyway
             ignorable += (r"^(\w+\.)?lm_head\.weight$",)
-        load_hf_weights(self.model_dir, weights, self.base_model_prefix, ignorable, self.strict)
+        load_hf_weights(self.model_dir, weights, self.base_model_prefix, ignorable, self.strict, self.quantization)
+        self._prepare_quantized()
 
     def _build_weights(self, args) -> None:
         self.pre_post_weight = self.pre_and_post_weight_class(*args)
         self.trans_layers_weight = [self.transformer_weight_class(i, *args) for i in range(self.config["num_hidden_layers"])]
+        for weight in [self.pre_post_weight, *self.trans_layers_weight]:
+            weight.quantization = self.quantization
+
+    def _weight_values(self) -> list:
+        """Every tensor and QuantizedWeight the weight objects hold, each once (a tied lm_head is the embedding)."""
+        seen = {}
+        for weight in [self.pre_post_weight, *self.trans_layers_weight]:
+            for value in vars(weight).values():
+                if isinstance(value, (torch.Tensor, QuantizedWeight)):
+                    seen.setdefault(id(value), value)
+        return list(seen.values())
+
+    def _prepare_quantized(self) -> None:
+        """The backend repacks each QuantizedWeight once, here, so that no step converts a weight."""
+        for value in self._weight_values():
+            if isinstance(value, QuantizedWeight):
+                self.ops.prepare_quantized(value)
+
+    def weight_bytes(self) -> int:
+        """Bytes of the weights on this rank (quantized ones with their backend repackings)."""
+        return sum(v.nbytes if isinstance(v, QuantizedWeight) else v.numel() * v.element_size()
+                   for v in self._weight_values())
 
     def _init_mem_manager(self):
         # Default: room for several maximum-length requests, bounded so a long-context model stays modest.

@@ -50,11 +50,11 @@ class LLM:
                  max_prefill_tokens: int = 8192, seed: int | None = None, enforce_eager: bool = False,
                  gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, tensor_parallel_size: int = 1,
                  strict: bool = False, threads: int | None = None, load_format: str = "auto",
-                 kv_cache_dtype: str = "auto"):
+                 kv_cache_dtype: str = "auto", quantization: str | None = None):
         self.engine = LLMEngine(model, device, dtype, backend, max_model_len, kv_cache_tokens, max_batch_size,
                                 max_prefill_tokens, seed, enforce_eager, gpu_memory_fraction, enable_prefix_caching,
                                 strict, threads, load_format, tensor_parallel_size=tensor_parallel_size,
-                                kv_cache_dtype=kv_cache_dtype)
+                                kv_cache_dtype=kv_cache_dtype, quantization=quantization)
         self._lock = threading.Lock()  # held while the engine is touched: one step at a time
         self._tracked: dict[str, _Tracked] = {}
         self._abandoned: list[str] = []  # streams dropped while the engine was busy; aborted before the next step

@@ -16,6 +16,7 @@ from zooinfer.errors import ZooinferError
 from zooinfer.kv_cache import FP8, kv_storage_dtype
 from zooinfer.model_source import resolve_model
 from zooinfer.plugin_manager import model_registry, select_backend
+from zooinfer.quantization import get_quantization
 
 from .cuda_graph import CudaGraphRunner, graph_stats
 from .detokenizer import Detokenizer
@@ -42,7 +43,7 @@ class LLMEngine:
                  max_prefill_tokens: int = 8192, seed: int | None = None, enforce_eager: bool = False,
                  gpu_memory_fraction: float = 0.9, enable_prefix_caching: bool = True, strict: bool = False,
                  threads: int | None = None, load_format: str = "auto", tensor_parallel_size: int = 1,
-                 kv_cache_dtype: str = "auto"):
+                 kv_cache_dtype: str = "auto", quantization: str | None = None):
         for name, value in (("max_model_len", max_model_len), ("kv_cache_tokens", kv_cache_tokens),
                             ("max_batch_size", max_batch_size), ("max_prefill_tokens", max_prefill_tokens),
                             ("threads", threads)):
@@ -58,8 +59,9 @@ class LLMEngine:
         if load_format not in ("auto", "random"):
             raise ZooinferError(f"LLM(load_format=...) must be 'auto' (the checkpoint) or 'random' (seeded random "
                                 f"weights of the config's shape), got {load_format!r}")
+        self.quantization = get_quantization(quantization)  # an unknown name fails before anything loads
         set_threads(threads)
-        self.model_dir = resolve_model(model, dtype)
+        self.model_dir = resolve_model(model, dtype, self.quantization)
         self.config = read_config(self.model_dir)
         model_class = model_registry().get(self.config["model_type"])
         backend_class = select_backend(backend, device)  # first: it may import the runtime of a PrivateUse1 device
@@ -76,8 +78,10 @@ class LLMEngine:
                         tensor_parallel_size, threads, dict(
                             kv_cache_tokens=max_prefill_tokens + 1 if size_from_memory else kv_cache_tokens,
                             max_requests=max_batch_size, max_seq_len=max_model_len, strict=strict,
-                            load_format=load_format, kv_cache_dtype=kv_dtype))
+                            load_format=load_format, kv_cache_dtype=kv_dtype, quantization=self.quantization))
         self.model = plan.build(0) if tensor_parallel_size == 1 else TensorParallelModel(plan)
+        log.info("weights: %.1f MiB a rank (%s)", self.model.weight_bytes() / 2**20,
+                 self.quantization.name if self.quantization else "not quantized")
         try:
             self._init_scheduling(max_batch_size, max_prefill_tokens, seed, enforce_eager, gpu_memory_fraction,
                                   enable_prefix_caching, size_from_memory)
@@ -260,6 +264,8 @@ class LLMEngine:
             "prefix_cache": {"enabled": cache is not None, "hit_tokens": self.kv.hit_tokens,
                              "query_tokens": self.kv.query_tokens, "hit_rate": self.kv.hit_rate},
             "cuda_graph": graph_stats(self.graphs),
+            "weights": {"bytes": self.model.weight_bytes(),
+                        "quantization": self.quantization.name if self.quantization else None},
         }
 
     def set_cuda_graph_enabled(self, enabled: bool) -> None:

@@ -45,6 +45,9 @@ class QuantizedWeight:
         if self.mins is not None and (tuple(self.mins.shape) != groups or self.mins.dtype != torch.float16):
             raise ValueError(f"mins must be float16 {groups}, got {self.mins.dtype} {tuple(self.mins.shape)}")
 
+    def __repr__(self):
+        return f"QuantizedWeight({self.method}, {self.shape[0]}x{self.in_features}, group {self.group_size})"
+
     @property
     def in_features(self) -> int:
         return self.qweight.shape[1] * (2 if self.method == "int4" else 1)
@@ -56,6 +59,62 @@ class QuantizedWeight:
     @property
     def device(self) -> torch.device:
         return self.qweight.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this weight holds: the layout and any backend repackings of it."""
+        def size(value) -> int:  # a repacking may be a tensor or a tuple / list / dict of them
+            if isinstance(value, torch.Tensor):
+                return value.numel() * value.element_size()
+            if isinstance(value, dict):
+                value = value.values()
+            return sum(map(size, value)) if isinstance(value, (tuple, list, type({}.values()))) else 0
+        return size([self.qweight, self.scales, self.mins, self.packed])
+
+    def to(self, device=None, dtype=None) -> "QuantizedWeight":
+        """On `device`; `dtype` (the run dtype of float weights) is accepted and ignored: the layout's own dtypes
+        stay, so that loading code treats a float tensor and a QuantizedWeight alike."""
+        move = (lambda t: t if t is None else t.to(device))
+        return QuantizedWeight(self.method, move(self.qweight), move(self.scales), move(self.mins), self.group_size)
+
+    def contiguous(self) -> "QuantizedWeight":
+        keep = (lambda t: t if t is None else t.contiguous())
+        return QuantizedWeight(self.method, keep(self.qweight), keep(self.scales), keep(self.mins), self.group_size)
+
+    def chunk(self, chunks: int, dim: int) -> list["QuantizedWeight"]:
+        """torch.chunk's split into equal parts along output rows (dim 0) or input features (dim 1, whole groups
+        only): what a tensor-parallel rank takes."""
+        out, in_features = self.shape
+        size = (out if dim == 0 else in_features) // chunks
+        if dim == 0 and out % chunks == 0:
+            return [self._select(slice(i * size, (i + 1) * size), slice(None), slice(None)) for i in range(chunks)]
+        if dim == 1 and in_features % chunks == 0 and size % self.group_size == 0:
+            per_byte = 2 if self.method == "int4" else 1
+            return [self._select(slice(None), slice(i * size // per_byte, (i + 1) * size // per_byte),
+                                 slice(i * size // self.group_size, (i + 1) * size // self.group_size))
+                    for i in range(chunks)]
+        raise ValueError(f"a {self.method} weight of shape {self.shape} with group size {self.group_size} cannot be "
+                         f"split into {chunks} equal parts along dim {dim} (whole groups only)")
+
+    def rows(self, start: int, stop: int) -> "QuantizedWeight":
+        """Output rows [start, stop), as views."""
+        return self._select(slice(start, stop), slice(None), slice(None))
+
+    def _select(self, rows, columns, groups) -> "QuantizedWeight":
+        mins = None if self.mins is None else self.mins[rows, groups]
+        return QuantizedWeight(self.method, self.qweight[rows, columns], self.scales[rows, groups], mins,
+                               self.group_size)
+
+    @staticmethod
+    def cat(parts: list["QuantizedWeight"]) -> "QuantizedWeight":
+        """Parts of one layout stacked along output rows (fused q/k/v, gate/up)."""
+        first = parts[0]
+        if any((p.method, p.group_size, p.in_features) != (first.method, first.group_size, first.in_features)
+               for p in parts):
+            raise ValueError("only weights of one method, group size and input width can be concatenated")
+        mins = None if first.mins is None else torch.cat([p.mins for p in parts])
+        return QuantizedWeight(first.method, torch.cat([p.qweight for p in parts]),
+                               torch.cat([p.scales for p in parts]), mins, first.group_size)
 
     def unpacked(self) -> torch.Tensor:
         """The integer values as int32 [out, in] (int4 nibbles pulled apart)."""

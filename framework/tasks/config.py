@@ -9,7 +9,7 @@ from zooinfer.errors import ZooinferError
 # The LLM(...) keyword arguments an InferConfig carries; the remaining fields are sampling defaults.
 ENGINE_FIELDS = ("model", "device", "dtype", "backend", "max_model_len", "kv_cache_tokens", "max_batch_size",
                  "max_prefill_tokens", "seed", "enforce_eager", "gpu_memory_fraction", "threads",
-                 "enable_prefix_caching", "kv_cache_dtype", "tensor_parallel_size")
+                 "enable_prefix_caching", "kv_cache_dtype", "tensor_parallel_size", "quantization")
 SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
@@ -31,6 +31,7 @@ class InferConfig:
     enable_prefix_caching: bool = True
     kv_cache_dtype: str = "auto"  # "fp8": an e4m3 KV pool with per-token, per-head scales (about twice the tokens)
     tensor_parallel_size: int = 1
+    quantization: str | None = None  # a registered quantization name (int8, int4, int4-g128, ...) or None
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_k: int = 0
@@ -49,6 +50,8 @@ class InferConfig:
             ("device", isinstance(self.device, str) and self.device, "a device name such as cpu or cuda"),
             ("dtype", isinstance(self.dtype, str), "a dtype name such as auto or bfloat16"),
             ("backend", self.backend is None or isinstance(self.backend, str), "a backend name or None"),
+            ("quantization", self.quantization is None or isinstance(self.quantization, str),
+             "a quantization name (int8, int4, ...) or null"),
             ("seed", self.seed is None or is_int(self.seed), "an integer or null"),
             ("enforce_eager", isinstance(self.enforce_eager, bool), "true or false"),
             ("enable_prefix_caching", isinstance(self.enable_prefix_caching, bool), "true or false"),

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from zooinfer.kv_cache import FP8, quantize_fp8
-from zooinfer.quantization.random_weight import random_quantized_weight
 from zooinfer.testing.diff import describe_call, mismatch
 
 pytestmark = pytest.mark.usefixtures("on_test_device")
@@ -147,13 +146,31 @@ def test_linear(backend_ops, dtype, n, with_bias):
     close(*run(backend_ops, "linear", x, weight, bias), DOT_TOL[dtype])
 
 
+QUANTIZED = {"int8": ("int8", None), "int8-g32": ("int8", 32), "int4-g32": ("int4", 32), "int4-g128": ("int4", 128)}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=dtype_name)
 @pytest.mark.parametrize("n", [1, 5, 33])
-@pytest.mark.parametrize("method,group", [("int8", 96), ("int8", 32), ("int4", 32)])  # 96: per channel
-def test_quantized_linear(backend_ops, dtype, n, method, group):
-    weight = random_quantized_weight(method, 40, 96, group, torch.get_default_device(), seed=n)
-    bias = rand(40, dtype=dtype) if n != 5 else None
-    close(*run(backend_ops, "quantized_linear", rand(n, 96, dtype=dtype), weight, bias), DOT_TOL[dtype])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("scheme", QUANTIZED)  # int8 per channel, a GGUF Q8_0's groups, int4 groups of 32 and 128
+def test_quantized_linear(backend_ops, scheme, n, with_bias, dtype):
+    from zooinfer.quantization import Quantization, QuantizedWeight
+
+    method, group = QUANTIZED[scheme]
+    scheme_class = type("Scheme", (Quantization,), {"name": scheme, "method": method, "group_size": group})
+    weight = scheme_class().quantize(rand(48, 256) * 256 ** -0.5)  # outputs of order one
+    # The backend reads its own repacking (made once at load) from a copy; the reference dequantizes the original.
+    prepared = QuantizedWeight(weight.method, weight.qweight.clone(), weight.scales.clone(),
+                               None if weight.mins is None else weight.mins.clone(), weight.group_size)
+    ref, backend = backend_ops
+    backend.prepare_quantized(prepared)
+    x, bias = rand(n, 256, dtype=dtype), (rand(48, dtype=dtype) if with_bias else None)
+    expected = ref.quantized_linear(x, weight, bias)
+    for op in ("quantized_linear", "linear"):  # linear hands a QuantizedWeight to quantized_linear
+        out = getattr(backend, op)(x, prepared, bias)
+        assert out.dtype == x.dtype and out.shape == (n, 48)
+        close((ref, op, (x, prepared, bias)), out, expected, DOT_TOL[dtype])
+    assert torch.equal(prepared.qweight, weight.qweight), "quantized_linear modified the weight"
 
 
 def store_both(backend_ops, pool, k, v, slots, *kv_scales):

@@ -120,7 +120,7 @@ def sweep(llm, cases: list[BenchCase], progress: bool = True, repeat: int = 1) -
 
 def build_llm(model: str | None, cases: list[BenchCase], device: str = "cpu", dtype: str = "auto",
               backend: str | None = None, skip_load: bool = False, threads: int | None = None, enforce_eager=False,
-              kv_cache_dtype: str = "auto", tensor_parallel_size: int = 1):
+              kv_cache_dtype: str = "auto", tensor_parallel_size: int = 1, quantization: str | None = None):
     """An engine able to run every case: batch and prefill limits from the largest, the KV pool on a CPU too."""
     from zooinfer.engine.llm import LLM
 
@@ -128,7 +128,7 @@ def build_llm(model: str | None, cases: list[BenchCase], device: str = "cpu", dt
     on_gpu = device.startswith("cuda")
     # Prefix caching off: repeated runs of a case must compute their prompts, not reuse them.
     llm_kwargs = dict(device=device, dtype=dtype, backend=backend, threads=threads, enforce_eager=enforce_eager,
-                      enable_prefix_caching=False, kv_cache_dtype=kv_cache_dtype,
+                      enable_prefix_caching=False, kv_cache_dtype=kv_cache_dtype, quantization=quantization,
                       tensor_parallel_size=tensor_parallel_size,
                       load_format="random" if skip_load else "auto", max_batch_size=max(c.batch for c in cases),
                       max_prefill_tokens=min(max(c.batch * c.input_len for c in cases), 16384))
@@ -163,8 +163,8 @@ def as_records(cases: list[BenchCase]) -> list[dict]:
 def bench(model: str | None, batch_size="1", input_len="32", output_len="16", device: str = "cpu",
           dtype: str = "auto", backend: str | None = None, skip_load: bool = False, threads: int | None = None,
           enforce_eager: bool = False, out: str | None = None, plot: str | None = None,
-          repeat: int = 2, progress: bool = True, kv_cache_dtype: str = "auto",
-          tensor_parallel_size: int = 1) -> tuple[list[BenchCase], str]:
+          repeat: int = 2, progress: bool = True, kv_cache_dtype: str = "auto", tensor_parallel_size: int = 1,
+          quantization: str | None = None) -> tuple[list[BenchCase], str]:
     """The whole `zooinfer bench` command: returns the cases and the text to print (files written as asked)."""
     from zooinfer.tools.output import markdown_table, out_dir, write_records
     from zooinfer.tools.plots import bench_plots
@@ -180,10 +180,11 @@ def bench(model: str | None, batch_size="1", input_len="32", output_len="16", de
         if is_shape_file(model):  # a shape has no weights to read: its config.json alone, random weights
             path, skip_load = str(shape_dir(model, Path(work) / "config")), True
         llm = build_llm(path, plan(*sizes, 1), device, dtype, backend, skip_load, threads, enforce_eager,
-                        kv_cache_dtype, tensor_parallel_size)
+                        kv_cache_dtype, tensor_parallel_size, quantization)
     cases = sweep(llm, plan(*sizes, llm.model.kv_bytes_per_token()), progress, repeat)
     dtype_name = str(llm.dtype).removeprefix("torch.")
     weights = "random weights" if llm.model.load_format == "random" else "checkpoint weights"
+    weights += f" quantized {quantization}" if quantization else ""
     kv_dtype = str(llm.model.kv_cache.dtype).removeprefix("torch.")
     title = (f"zooinfer bench {label(model)}: {llm.config['model_type']}, {dtype_name} on {llm.device}, "
              f"{kv_dtype} KV cache, {weights}, backend {llm.model.ops.name}, {torch.get_num_threads()} threads"
@@ -191,7 +192,8 @@ def bench(model: str | None, batch_size="1", input_len="32", output_len="16", de
     text = f"{title}\n\n{markdown_table(HEADER, table(cases))}"
     records = as_records(cases)
     meta = {"model": label(model), "model_type": llm.config["model_type"], "dtype": dtype_name,
-            "device": str(llm.device), "backend": llm.model.ops.name, "random_weights": weights == "random weights",
+            "device": str(llm.device), "backend": llm.model.ops.name,
+            "random_weights": llm.model.load_format == "random", "quantization": quantization,
             "threads": torch.get_num_threads(), "kv_cache_dtype": kv_dtype,
             "kv_bytes_per_token": llm.model.kv_bytes_per_token(), "tensor_parallel_size": tensor_parallel_size}
     written = []

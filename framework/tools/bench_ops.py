@@ -64,6 +64,9 @@ def op_calls(s: Shapes, phase: str, dtype, device) -> dict:
         "gelu": (rand(n, 4 * s.hidden),),
         "gelu_and_mul": (rand(n, 2 * s.intermediate),),
         "linear": (rand(n, s.hidden), rand(qkv_out, s.hidden) * s.hidden ** -0.5),
+        # int4 in groups of 32 (the default quantization) of the same qkv weight
+        "quantized_linear": (rand(n, s.hidden), _int4_weight(torch.randn(qkv_out, s.hidden, device=device)
+                                                             * s.hidden ** -0.5)),
         "moe": (rand(n, s.hidden), rand(n, s.experts), rand(s.experts, 2 * s.moe_intermediate, s.hidden) * s.hidden ** -0.5,
                 rand(s.experts, s.hidden, s.moe_intermediate) * s.moe_intermediate ** -0.5, s.top_k, True),
         "store_kv": (rand(slots, 2 * s.kv_heads, s.head_dim), rand(n, s.kv_heads, s.head_dim),
@@ -81,6 +84,11 @@ def op_calls(s: Shapes, phase: str, dtype, device) -> dict:
         calls["context_attention"] = (rand(n, s.heads, s.head_dim), kv_cache, req_to_token, b_req_idx, starts,
                                       b_seq_len, i32([0] * s.batch), s.prompt_len, scale)
     return calls
+
+
+def _int4_weight(weight):
+    from zooinfer.quantization import get_quantization
+    return get_quantization("int4").quantize(weight)
 
 
 def _sync(device):
@@ -128,6 +136,8 @@ def bench_ops(backend: str, device: str = "cpu", dtype: str = "float32", repeat:
     torch.manual_seed(0)
     for phase in ("decode", "prefill"):
         for op, args in op_calls(shapes, phase, _DTYPES[dtype], dev).items():
+            if op == "quantized_linear":  # repacked once, as a model's weights are at load
+                ours.prepare_quantized(args[1])
             agrees = _matches(getattr(ours, op)(*[_clone(a) for a in args]),
                               getattr(ref, op)(*[_clone(a) for a in args]), _DTYPES[dtype])
             ref_ms = time_op(getattr(ref, op), args, dev, repeat)

@@ -8,6 +8,9 @@ import torch.nn.functional as F
 
 from zooinfer.kv_cache import FP8, dequantize_fp8, quantize_fp8
 from zooinfer.ops import Ops
+from zooinfer.quantization import QuantizedWeight
+
+from . import quantized_cpu
 
 from .cpu_linear import CpuDecodeLinear
 from .step_memo import StepMemo
@@ -106,6 +109,8 @@ class TorchBackend(Ops):
         return self.linear(self.silu_and_mul(self.linear(x, w13)), w2)
 
     def linear(self, x, weight, bias=None):
+        if isinstance(weight, QuantizedWeight):  # layers call linear alike for float and quantized weights
+            return self.quantized_linear(x, weight, bias)
         if self._cpu_decode_linear.handles(x, weight):
             return self._cpu_decode_linear(x, weight, bias)
         return F.linear(x, weight, bias)
@@ -115,7 +120,9 @@ class TorchBackend(Ops):
         self.store_kv(kv_cache, k, v, slots)
 
     def quantized_linear(self, x, weight, bias=None):
-        return F.linear(x, weight.dequantize(x.dtype), bias)
+        if x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 2:
+            return quantized_cpu.linear(x.contiguous(), weight, bias)
+        return F.linear(x, quantized_cpu.dequantize(weight, x.dtype), bias)
 
     def store_kv(self, kv_cache, k, v, slots, kv_scales=None):
         kv = torch.cat((k, v), dim=1)

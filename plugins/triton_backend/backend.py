@@ -75,7 +75,8 @@ class TritonBackend(TorchBackend):
         if isinstance(weight, QuantizedWeight):
             return self.quantized_linear(x, weight, bias)
         # Only on a GPU: under the interpreter the kernel is a correctness harness, tested on its own.
-        if x.device.type == "cuda" and x.dim() == 2 and x.shape[0] == 1 and weight.dtype == x.dtype:
+        if (x.device.type == "cuda" and x.dim() == 2 and x.shape[0] == 1 and isinstance(weight, torch.Tensor)
+                and weight.dtype == x.dtype):
             return self._matvec.matvec(x, weight, bias)
         return super().linear(x, weight, bias)
 

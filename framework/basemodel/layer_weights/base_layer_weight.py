@@ -1,9 +1,15 @@
 """Weight objects that know their checkpoint names, full shapes, tensor-parallel split and fused layout."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import torch
+
+from zooinfer.errors import ZooinferError
+from zooinfer.quantization import QuantizedWeight
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,12 @@ def weight_and_bias(attr: str, hf_prefix: str, shape: tuple, split_dim: int | No
 
 class BaseLayerWeight:
     """Subclasses implement `tensor_specs()`: attribute name -> specs whose rank slices are concatenated
-    along dim 0 into that attribute (one spec for a plain tensor, several for a fused one like qkv)."""
+    along dim 0 into that attribute (one spec for a plain tensor, several for a fused one like qkv).
+    With a `quantization` (set by the model before loading) finish() turns the weights it applies to into
+    QuantizedWeights; a checkpoint's own QuantizedWeight parts are sliced and fused like tensors."""
+
+    quantization = None  # a zooinfer.quantization.Quantization, or None for float weights
+    float_weights: tuple[str, ...] = ()  # 2-D weights no quantization touches (a MoE router, stacked experts)
 
     # Attributes whose rows are the vocabulary: split across ranks in vocab slices, whatever the family's specs say.
     vocab_parallel: tuple[str, ...] = ()
@@ -96,7 +107,11 @@ class BaseLayerWeight:
                 self._shape_errors[name] = (f"{name} has shape {tuple(tensor_in.shape)}{after}, "
                                             f"expected {tuple(spec.shape)}")
                 return
-            self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
+            try:
+                self._loaded[attr, i] = self._rank_slice(tensor_in, spec).to(self.device, self.dtype)
+            except ValueError as exc:  # a stored quantized weight whose groups straddle the ranks' slices
+                self._shape_errors[name] = f"{name}: {exc}"
+                return
 
     @property
     def specs(self) -> dict[str, list[TensorSpec]]:
@@ -133,7 +148,43 @@ class BaseLayerWeight:
         return list(self._shape_errors.values()) + missing
 
     def finish(self) -> None:
-        """Builds the attributes (fusing where a spec list has several tensors) and frees the staging area."""
+        """Builds the attributes (fusing where a spec list has several tensors), frees the staging area, then
+        quantizes what the quantization applies to."""
+        self._assemble()
+        self._quantize()
+
+    def _assemble(self) -> None:
         for attr, specs in self._specs.items():
             parts = [self._loaded.pop((attr, i)) for i in range(len(specs))]
-            setattr(self, attr, parts[0].contiguous() if len(parts) == 1 else torch.cat(parts, dim=0))
+            setattr(self, attr, parts[0].contiguous() if len(parts) == 1 else self._fuse(attr, parts))
+
+    def _fuse(self, attr: str, parts: list):
+        if not any(isinstance(p, QuantizedWeight) for p in parts):
+            return torch.cat(parts, dim=0)
+        try:
+            return QuantizedWeight.cat(parts)
+        except ValueError:  # stored in several layouts (a GGUF mixing block types): one float detour
+            log.info("%s: its parts are stored in different quantized layouts; dequantized to fuse them", attr)
+            return torch.cat([p.dequantize(self.dtype) if isinstance(p, QuantizedWeight) else p for p in parts])
+
+    def _quantize(self) -> None:
+        """Float weights the quantization applies to become QuantizedWeights; stored ones (of a method it reads:
+        the loader refuses others) stay as they are, and a stored one it does not apply to (an embedding) becomes
+        a float tensor."""
+        q = self.quantization
+        for attr, value in list(vars(self).items()):
+            if not isinstance(value, (torch.Tensor, QuantizedWeight)):
+                continue
+            wanted = q is not None and q.applies_to(self, attr, value)
+            if isinstance(value, QuantizedWeight):
+                if wanted:
+                    continue
+                value = value.dequantize(self.dtype)
+            setattr(self, attr, self._quantized(attr, value) if wanted else value)
+
+    def _quantized(self, attr: str, value: torch.Tensor) -> QuantizedWeight:
+        try:
+            return self.quantization.quantize(value).to(self.device)
+        except ZooinferError as exc:  # the scheme does not fit this weight: say which one
+            where = f"layer {self.layer_num} {attr}" if hasattr(self, "layer_num") else attr
+            raise ZooinferError(f"{where}: {exc}") from None

@@ -12,6 +12,7 @@ from safetensors import safe_open
 from tqdm import tqdm
 
 from zooinfer.errors import ZooinferError
+from zooinfer.quantization.checkpoint import PartCollector, logical_shape, split_name
 
 
 def checkpoint_files(model_dir: Path) -> list[Path]:
@@ -36,13 +37,18 @@ def _open(path: Path):
 
 def checkpoint_shapes(model_dir: Path, base_model_prefix: str | None = None) -> dict[str, tuple]:
     """Every tensor's shape, from the safetensors headers alone (no tensor data is read). A name stored without
-    `base_model_prefix.` is listed under both spellings, as the loader would accept either."""
+    `base_model_prefix.` is listed under both spellings, as the loader would accept either. A quantized weight's
+    stored parts are listed under its weight name with the [out, in] shape they stand for."""
     shapes = {}
     for path in checkpoint_files(model_dir):
         try:
             with _open(path) as f:
                 for stored in f.keys():
-                    shapes[stored] = tuple(f.get_slice(stored).get_shape())
+                    header, quantized = f.get_slice(stored), split_name(stored)
+                    shape = tuple(header.get_shape())
+                    if quantized and quantized[1] == "qweight" and len(shape) == 2:
+                        stored, shape = quantized[0], logical_shape(header.get_dtype(), shape)
+                    shapes[stored] = shape
                     if base_model_prefix:
                         shapes.setdefault(f"{base_model_prefix}.{stored}", shapes[stored])
         except ZooinferError:
@@ -53,20 +59,24 @@ def checkpoint_shapes(model_dir: Path, base_model_prefix: str | None = None) -> 
 
 
 def _check_values(path: Path, name: str, tensor: torch.Tensor) -> None:
-    """Weights are floating point (no quantization is declared for them) and finite: an integer tensor would be
-    cast silently and a NaN would make every token 0, so both are refused with the tensor named."""
+    """Weights are floating point (integer ones come as a quantized weight's parts) and finite: an integer tensor
+    would be cast silently and a NaN would make every token 0, so both are refused with the tensor named."""
     if not tensor.is_floating_point():
-        raise ZooinferError(f"{path}: tensor {name} is stored as {tensor.dtype}, but a weight must be floating point")
+        raise ZooinferError(f"{path}: tensor {name} is stored as {tensor.dtype}, but a weight must be floating point "
+                            f"(or the qweight of a quantized one)")
     if not torch.isfinite(tensor).all():
         raise ZooinferError(f"{path}: tensor {name} holds NaN or infinite values")
 
 
 def load_hf_weights(model_dir: Path, weight_objects: list, base_model_prefix: str | None = None,
-                    ignorable: tuple[str, ...] = (), strict: bool = False) -> None:
+                    ignorable: tuple[str, ...] = (), strict: bool = False, quantization=None) -> None:
     """Hands each tensor to the objects that want it, then raises one error naming every problem.
     A name nobody wants is retried with `base_model_prefix.` in front (a checkpoint of the bare base model).
     Tensors that nothing reads and no `ignorable` regex matches are named in a warning (an error if strict):
-    a checkpoint of another architecture loaded as this one must not run silently without them."""
+    a checkpoint of another architecture loaded as this one must not run silently without them.
+    Quantized weights (X.qweight, X.scales, X.mins) are handed over whole, as QuantizedWeights, when the
+    `quantization` reads their method; otherwise they are an error naming them."""
+    methods = quantization.checkpoint_methods if quantization is not None else ()
     wanted: dict[str, list] = {}
     for obj in weight_objects:
         for name in obj.wanted_names():
@@ -75,16 +85,26 @@ def load_hf_weights(model_dir: Path, weight_objects: list, base_model_prefix: st
     unread = []
     bar = tqdm(total=len(wanted), desc="loading weights", unit="tensor", disable=not sys.stderr.isatty())
     for path in files:
+        parts = PartCollector(path, methods, getattr(quantization, "name", None))
         try:
             with _open(path) as f:
                 for stored in f.keys():
-                    name = stored if stored in wanted or not base_model_prefix else f"{base_model_prefix}.{stored}"
+                    weight_name, part = split_name(stored) or (stored, None)
+                    name = weight_name if weight_name in wanted or not base_model_prefix \
+                        else f"{base_model_prefix}.{weight_name}"
                     if name not in wanted:
                         if not any(re.search(p, stored) for p in ignorable):
                             unread.append(stored)
                         continue
                     tensor = f.get_tensor(stored)
-                    _check_values(path, stored, tensor)
+                    if part is not None:
+                        if part != "qweight":
+                            _check_values(path, stored, tensor)
+                        tensor = parts.add(name, part, tensor)
+                        if tensor is None:
+                            continue
+                    else:
+                        _check_values(path, stored, tensor)
                     for obj in wanted[name]:
                         obj.load_hf_weight(name, tensor)
                     bar.update()
@@ -92,6 +112,8 @@ def load_hf_weights(model_dir: Path, weight_objects: list, base_model_prefix: st
             raise
         except Exception as exc:  # safetensors reports truncation and bad headers in several exception types
             raise ZooinferError(f"corrupt or truncated safetensors file {path}: {exc}") from None
+        if incomplete := parts.unfinished():
+            raise ZooinferError(f"{path}: quantized weight parts are missing: {'; '.join(incomplete)}")
     bar.close()
     if unread:
         _report_unread(model_dir, unread, strict)

@@ -15,6 +15,7 @@ class MoETransformerLayerWeight(GatedMLPTransformerLayerWeight):
     columns); the router is replicated."""
 
     moe_prefix = "mlp."
+    float_weights = ("router", "experts_gate_up_proj", "experts_down_proj")
     expert_names = ("gate_proj", "up_proj", "down_proj")
 
     @property

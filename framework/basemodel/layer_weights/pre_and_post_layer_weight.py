@@ -16,9 +16,9 @@ class PreAndPostLayerWeight(BaseLayerWeight):
             return {}
         return {"lm_head": [TensorSpec(hf_name, (c["vocab_size"], c["hidden_size"]))]}
 
-    def finish(self):
-        super().finish()
-        if self.config.get("tie_word_embeddings"):
+    def _assemble(self):
+        super()._assemble()
+        if self.config.get("tie_word_embeddings"):  # before quantizing: a stored quantized embedding serves both
             self.lm_head = self.embed_tokens
 
 
