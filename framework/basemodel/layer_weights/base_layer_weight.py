@@ -127,6 +127,8 @@ class BaseLayerWeight:
         if spec.kv_heads:
             return self._kv_head_slice(tensor, spec.split_dim)
         if spec.vocab:
+            if isinstance(tensor, QuantizedWeight):  # a GGUF's quantized embedding: padded rows need float ones
+                tensor = tensor.dequantize(self.dtype)  # (requantized after the slice where the quantization applies)
             rows = vocab_rows_per_rank(tensor.shape[0], self.world_size)
             part = tensor[self.tp_rank * rows:(self.tp_rank + 1) * rows]
             return torch.nn.functional.pad(part, (0, 0) * (part.dim() - 1) + (0, rows - part.shape[0]))
