@@ -83,8 +83,8 @@ def test_unknown_quantization_is_one_line_error_and_engine_works_after(tiny_llam
         LLM(str(tiny_llama_dir), quantization="fp4")
     assert "\n" not in str(info.value)
     llm = LLM(str(tiny_llama_dir), quantization="int8", kv_cache_tokens=64, max_batch_size=2)
-    assert len(llm.generate(prompt_token_ids=[[1, 2, 3]], sampling_params=SamplingParams(max_new_tokens=3))[0]
-               .token_ids) == 3
+    params = SamplingParams(max_new_tokens=3, ignore_eos=True)
+    assert len(llm.generate(prompt_token_ids=[[1, 2, 3]], sampling_params=params)[0].token_ids) == 3
 
 
 def test_group_that_does_not_divide_the_inputs_is_named(tiny_llama_dir):
